@@ -55,6 +55,7 @@ CENTRE_LANDMARKS: dict[tuple[int, int], tuple[tuple[float, float], ...]] = {
     ),
 }
 _FALLBACKS = ("centre", "none")
+_DETECTORS = ("hog", "cnn")
 _SELECTIONS = ("largest", "central")
 
 
@@ -225,13 +226,23 @@ def centre_landmarks(shape: tuple[int, ...]) -> np.ndarray:
     return (ref - centre_ref) * (min(h, w) / 176) + np.array([(w - 1) / 2, (h - 1) / 2])
 
 
-@functools.lru_cache(maxsize=1)
-def _dlib_models() -> tuple[Any, Any]:
-    """dlib's HOG detector and 68-point predictor, loaded once per process."""
+@functools.lru_cache(maxsize=2)
+def _detector(kind: str) -> Any:
+    """dlib's face detector, loaded once per process and kind."""
     import dlib
 
-    predictor_file = model_path("shape_predictor_68_face_landmarks.dat")
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_file))
+    if kind == "cnn":
+        path = model_path("mmod_human_face_detector.dat")
+        return dlib.cnn_face_detection_model_v1(str(path))
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def _predictor() -> Any:
+    """dlib's 68-point shape predictor, loaded once per process."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -256,9 +267,21 @@ class FaceAligner:
             halves the smallest detectable face (80 px at 0) and roughly quadruples the time.
         max_side: images whose longer side exceeds this are downscaled for detection only;
             landmarks are predicted on the full image.
+        detector: ``"hog"`` (dlib's HOG frontal detector, about 15 ms on a 176 px image) or
+            ``"cnn"`` (dlib's MMOD CNN, which also finds profile faces; about 300 ms at
+            400 px and ``upsample=0`` on one CPU core).
     """
 
-    def __init__(self, config: ProtocolConfig, *, upsample: int = 1, max_side: int = 640) -> None:
+    def __init__(
+        self,
+        config: ProtocolConfig,
+        *,
+        upsample: int = 1,
+        max_side: int = 640,
+        detector: str = "hog",
+    ) -> None:
+        if detector not in _DETECTORS:
+            raise ConfigError(f"detector={detector!r}; expected one of {list(_DETECTORS)}")
         if not isinstance(upsample, int) or upsample < 0:
             raise ConfigError(f"upsample={upsample!r} must be an integer >= 0")
         if not isinstance(max_side, int) or max_side < 32:
@@ -266,6 +289,7 @@ class FaceAligner:
         self.config = config
         self.upsample = upsample
         self.max_side = max_side
+        self.detector = detector
         self._template = np.asarray(config.template, dtype=np.float64)
 
     def landmarks5(self, rgb: np.ndarray, *, select: str = "largest") -> np.ndarray:
@@ -283,11 +307,12 @@ class FaceAligner:
         if select not in _SELECTIONS:
             raise ConfigError(f"select={select!r}; expected one of {list(_SELECTIONS)}")
         img = _check_rgb(rgb)
-        detector, predictor = _dlib_models()
         h, w = img.shape[:2]
         factor = min(1.0, self.max_side / max(h, w))
         small = img if factor == 1.0 else _resize(img, factor)
-        rects = list(detector(small, self.upsample))
+        rects = list(_detector(self.detector)(small, self.upsample))
+        if self.detector == "cnn":
+            rects = [d.rect for d in rects]
         if not rects:
             raise NoFaceError(f"no face detected in a {w}x{h} image")
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], float)
@@ -298,7 +323,7 @@ class FaceAligner:
             centres = (boxes[:, :2] + boxes[:, 2:]) / 2
             pick = int(np.argmin(((centres - [(w - 1) / 2, (h - 1) / 2]) ** 2).sum(axis=1)))
         left, top, right, bottom = (int(round(v)) for v in boxes[pick])
-        shape = predictor(img, dlib.rectangle(left, top, right, bottom))
+        shape = _predictor()(img, dlib.rectangle(left, top, right, bottom))
         points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], float)
         return landmarks5_from_68(points)
 

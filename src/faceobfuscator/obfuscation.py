@@ -96,8 +96,8 @@ def random_signs(
     """Float32 ``(-1)**u`` with ``u`` exactly uniform on the inclusive ``u_range``."""
     lo, hi = u_range
     numel = math.prod(shape)
-    if hi - lo + 1 > 256:
-        u = torch.randint(lo, hi + 1, shape, generator=g)
+    if hi - lo + 1 > 256 or g.device.type != "cpu":
+        u = torch.randint(lo, hi + 1, shape, generator=g, device=g.device)
         return 1.0 - 2.0 * (u % 2).to(torch.float32)
     table, limit = _parity_table(lo, hi)
     signs = table[_random_bytes(numel, g)]
@@ -136,7 +136,10 @@ def obfuscate(
     _check_features(t, "obfuscate")
     g = secure_generator() if generator is None else generator
     signs = random_signs(tuple(t.shape), config.u_range, g).to(t.device)
-    v = torch.randint(config.v_range[0], config.v_range[1] + 1, (*t.shape[:-2], 1, 1), generator=g)
+    v_shape = (*t.shape[:-2], 1, 1)
+    v = torch.randint(
+        config.v_range[0], config.v_range[1] + 1, v_shape, generator=g, device=g.device
+    )
     return _back(_scale_by_power(t, v.to(t.device), config.b).mul_(signs), was_np)
 
 
@@ -145,6 +148,7 @@ def recovery_exponent(features: ArrayT, config: ProtocolConfig) -> ArrayT:
 
     Returns an int64 array of shape ``(..., K)``.
     """
+    t: torch.Tensor
     t, was_np = _as_tensor(features)
     _check_features(t, "recover")
     m = t.abs().amax(dim=(-2, -1)).to(torch.float64)
