@@ -40,18 +40,18 @@ __all__ = [
 #: ``faceobf data prepare lfw|att`` (see the project README for the run).
 CENTRE_LANDMARKS: dict[tuple[int, int], tuple[tuple[float, float], ...]] = {
     (176, 176): (
-        (70.89, 79.05),
-        (105.03, 78.97),
-        (88.03, 99.18),
-        (73.19, 118.68),
-        (102.84, 118.62),
+        (72.35, 81.55),
+        (113.23, 80.61),
+        (93.54, 103.55),
+        (75.48, 126.25),
+        (112.62, 125.44),
     ),
     (112, 92): (
-        (31.48, 47.45),
-        (60.62, 47.33),
-        (46.17, 62.55),
-        (34.01, 80.06),
-        (58.60, 79.98),
+        (27.91, 52.21),
+        (61.36, 52.66),
+        (44.42, 68.51),
+        (29.33, 85.15),
+        (58.96, 85.49),
     ),
 }
 _FALLBACKS = ("centre", "none")
@@ -291,6 +291,12 @@ class FaceAligner:
         self.max_side = max_side
         self.detector = detector
         self._template = np.asarray(config.template, dtype=np.float64)
+
+    def load(self) -> FaceAligner:
+        """Load the dlib models now rather than on first use (once per process)."""
+        _detector(self.detector)
+        _predictor()
+        return self
 
     def landmarks5(self, rgb: np.ndarray, *, select: str = "largest") -> np.ndarray:
         """Five landmarks ``(5, 2)`` float64 (x, y) of one face in an RGB uint8 image.

@@ -1,0 +1,46 @@
+"""``faceobf data prepare {lfw,cfp,att}``: align a dataset into 112x112 PNG crops."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="dataset preparation")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prepare = sub.add_parser(
+        "prepare",
+        help="detect, landmark and align every face of a dataset",
+        description="Align a dataset to OUT/<identity>/<name>.png (112x112 RGB) with a "
+        "manifest.jsonl and a summary.json; rerunning resumes where it stopped.",
+    )
+    prepare.add_argument("dataset", choices=["lfw", "cfp", "att"])
+    prepare.add_argument(
+        "--root", type=Path, default=Path("../shared/datasets"), help="datasets folder"
+    )
+    prepare.add_argument(
+        "--out", type=Path, default=None, help="output folder (default cache/aligned/DATASET)"
+    )
+    prepare.add_argument("--workers", type=int, default=2, help="worker processes")
+    prepare.add_argument("--limit", type=int, default=None, help="only the first N images")
+    prepare.add_argument(
+        "--config", type=Path, default=None, help="protocol config JSON (default: built-in)"
+    )
+    prepare.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ..config import ProtocolConfig
+    from ..prepare import prepare_dataset
+
+    config = ProtocolConfig.load(args.config) if args.config else ProtocolConfig()
+    out = args.out if args.out is not None else Path("cache/aligned") / args.dataset
+    summary = prepare_dataset(
+        args.dataset, args.root, out, config=config, workers=args.workers, limit=args.limit
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
