@@ -81,9 +81,9 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
     else:
         raise ImageError(f"expected a path or encoded bytes, got {type(source).__name__}")
     try:
-        with Image.open(stream) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        with Image.open(stream) as opened:
+            opened.load()
+            img = ImageOps.exif_transpose(opened)
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 wide = np.asarray(img, dtype=np.float64)
                 top = 65535.0 if wide.max(initial=0) > 255 else 255.0

@@ -192,7 +192,7 @@ def lfw_pairs(meta_dir: str | Path, *, filename: str = "pairs.txt") -> list[Pair
     start = 0
     if len(header) == 2 and all(h.isdigit() for h in header):
         n_folds, per_fold, start = int(header[0]), int(header[1]), 1
-    pairs = []
+    pairs: list[Pair] = []
     for number, line in enumerate(lines[start:], start=start + 1):
         fields = line.split()
         if not fields:
@@ -243,7 +243,7 @@ def cfp_pairs(cfp_dir: str | Path, protocol: str) -> list[Pair]:
     folds = sorted(p for p in split_dir.glob("[0-9][0-9]") if p.is_dir())
     if not folds:
         raise InputError(f"no fold folders 01..10 under {split_dir}")
-    pairs = []
+    pairs: list[Pair] = []
     for fold_dir in folds:
         for kind, same in (("same", True), ("diff", False)):
             path = fold_dir / f"{kind}.txt"

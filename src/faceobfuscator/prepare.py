@@ -188,16 +188,7 @@ def _process(item: tuple[str, str]) -> tuple[ManifestEntry, float]:
     try:
         rgb = load_image(_WORKER["image_dir"] / rel)
         started = time.perf_counter()
-        points, outcome, label = None, "centre", None
-        for label, aligner in _WORKER["aligners"][:-1]:
-            try:
-                points, outcome = aligner.landmarks5(rgb, select=policy.select), "detected"
-                break
-            except NoFaceError:
-                continue
-        if points is None:
-            label, aligner = _WORKER["aligners"][-1]
-            points, outcome = aligner.locate(rgb, fallback=policy.fallback, select=policy.select)
+        points, outcome, label, aligner = _locate(rgb, policy)
         ms = 1000 * (time.perf_counter() - started)
         crop = aligner.warp(rgb, points)
         target = prepared_path(_WORKER["out_dir"], rel)
@@ -217,10 +208,28 @@ def _process(item: tuple[str, str]) -> tuple[ManifestEntry, float]:
         outcome,
         output=target.relative_to(_WORKER["out_dir"]).as_posix(),
         landmarks=tuple((round(float(x), 2), round(float(y), 2)) for x, y in points),
-        detector=label if detected else None,
+        detector=label,
         reason=None if detected else "no face detected; fixed centre crop",
     )
     return entry, ms
+
+
+def _locate(rgb: Any, policy: DetectionPolicy) -> tuple[Any, str, str | None, Any]:
+    """Try each detection stage; the last applies the policy's fallback.
+
+    Returns the five points, the outcome, the stage label (None for the centre fallback)
+    and the aligner that found them."""
+    from .errors import NoFaceError
+
+    aligners = _WORKER["aligners"]
+    for label, aligner in aligners[:-1]:
+        try:
+            return aligner.landmarks5(rgb, select=policy.select), "detected", label, aligner
+        except NoFaceError:
+            continue
+    label, aligner = aligners[-1]
+    points, outcome = aligner.locate(rgb, fallback=policy.fallback, select=policy.select)
+    return points, outcome, (label if outcome == "detected" else None), aligner
 
 
 def _write_png(crop: Any, target: Path) -> None:
