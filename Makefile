@@ -1,0 +1,37 @@
+# Each target sets up .venv itself; nothing is downloaded at run time (only package installs).
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= ../shared/datasets
+
+.PHONY: venv demo test test-slow lint bench results privacy clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/faceobf demo --root $(DATA) --out out/demo
+
+test: venv
+	$(BIN)/pytest -q
+
+test-slow: venv
+	$(BIN)/pytest -q -m slow
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src/faceobfuscator
+
+bench: venv
+	mkdir -p results/bench
+	$(BIN)/faceobf bench transform --root $(DATA) --out results/bench/transform.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

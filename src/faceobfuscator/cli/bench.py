@@ -1,0 +1,41 @@
+"""`faceobf bench ...`: speed measurements that print one JSON object (and a table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="speed benchmarks")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="KIND")
+    t = kinds.add_parser("transform", help="client transform throughput and photo latency")
+    t.add_argument("--root", type=Path, default=Path("../shared/datasets"))
+    t.add_argument("--photos", type=int, default=60, help="LFW photos timed for latency")
+    t.add_argument("--json", action="store_true", help="print only the JSON object")
+    t.add_argument("--out", type=Path, help="also write the JSON here")
+    t.set_defaults(func=_transform)
+
+
+def _transform(args: argparse.Namespace) -> int:
+    from ..bench import transform_benchmark
+    from ..config import ProtocolConfig
+    from ..errors import InputError
+
+    lfw = args.root / "lfw"
+    if not lfw.is_dir():
+        raise InputError(f"no LFW folder at {lfw}; pass --root pointing at the datasets")
+    photos = sorted(lfw.glob("*/*.jpg"))[:: max(1, 13233 // args.photos)][: args.photos]
+    result = transform_benchmark(ProtocolConfig(), photos)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key, value in result.items():
+        shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+        print(f"{key:<24} {shown}")
+    return 0
