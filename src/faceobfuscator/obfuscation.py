@@ -37,6 +37,8 @@ def secure_generator() -> torch.Generator:
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
     if isinstance(x, np.ndarray):
+        if not x.flags.writeable:  # decoded payloads are read-only; torch wants to own a copy
+            x = x.copy()
         return torch.from_numpy(np.ascontiguousarray(x)), True
     if isinstance(x, torch.Tensor):
         return x, False
