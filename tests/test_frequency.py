@@ -11,7 +11,6 @@ from faceobfuscator import (
     to_greyscale,
 )
 from faceobfuscator.frequency import channel_operators, dct_matrix, upsample_matrix
-
 from tests.helpers import smooth_face_like
 
 
@@ -61,7 +60,9 @@ def test_retained_channels_are_a_gradient_filter():
     # filter, [0.142, 0.854, 0.142] across and [+1, 0, -1] along (up to scale).
     ops = channel_operators(ProtocolConfig())
     across, along = ops[0][50, 49:52], ops[1][50, 49:52]
-    np.testing.assert_allclose(across / across.sum() * (0.142 * 2 + 0.854), [0.142, 0.854, 0.142], atol=2e-3)
+    np.testing.assert_allclose(
+        across / across.sum() * (0.142 * 2 + 0.854), [0.142, 0.854, 0.142], atol=2e-3
+    )
     np.testing.assert_allclose(along / along[0], [1, 0, -1], atol=1e-12)
     assert (np.abs(ops[0][50]) > 1e-12).sum() == 3 and (np.abs(ops[1][50]) > 1e-12).sum() == 2
 

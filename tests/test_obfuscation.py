@@ -46,7 +46,9 @@ def test_numpy_in_numpy_out(rng):
     e = obfuscate(a, config, generator=_gen(0))
     d = recover(e, config)
     assert isinstance(e, np.ndarray) and isinstance(d, np.ndarray)
-    np.testing.assert_array_equal(np.abs(d), np.abs(recover(obfuscate(a, config, generator=_gen(1)), config)))
+    np.testing.assert_array_equal(
+        np.abs(d), np.abs(recover(obfuscate(a, config, generator=_gen(1)), config))
+    )
 
 
 def test_obfuscation_signs_and_scales(rng):
@@ -116,7 +118,9 @@ def test_other_bases_recover_within_1e6(seed, b, width):
 @FAST
 @given(b=st.sampled_from([2.0, 4.0, 1.8, 10.0]), seed=st.integers(0, 10**6))
 def test_recovery_exponent_is_exact_floor(b, seed):
-    config = ProtocolConfig(b=b, v_range=safe_exponent_range(b, 112 * 112) if b != 2.0 else (-60, 60))
+    config = ProtocolConfig(
+        b=b, v_range=safe_exponent_range(b, 112 * 112) if b != 2.0 else (-60, 60)
+    )
     rng = np.random.default_rng(seed)
     mags = rng.uniform(0.5, 2.0, size=8) * np.power(b, rng.integers(-30, 30, size=8))
     x = torch.zeros(8, 4, 4, dtype=torch.float64)

@@ -12,7 +12,9 @@ CONFIG = ProtocolConfig()
 
 
 def _feature(seed=0):
-    return np.random.default_rng(seed).normal(size=CONFIG.feature_shape).astype(np.float32) * 2.0**40
+    return (
+        np.random.default_rng(seed).normal(size=CONFIG.feature_shape).astype(np.float32) * 2.0**40
+    )
 
 
 def test_round_trip_is_exact_and_98_kb():

@@ -11,6 +11,7 @@ upsampled image. Shapes: images ``(..., H, W)``, channels ``(..., K, H, W)``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -63,6 +64,65 @@ def _operators(size: int, scale: int, convention: str) -> np.ndarray:
     ops = np.einsum("ix,pxq->ipq", c, blocks)
     ops.setflags(write=False)
     return ops
+
+
+@dataclass(frozen=True)
+class _Stencil:
+    """``L`` as a short shift-invariant stencil on its interior rows ``lo..hi`` plus a few
+    dense edge rows: ``L[p, p + d] = coeffs[d]`` for interior ``p``."""
+
+    offsets: tuple[int, ...]
+    coeffs: tuple[float, ...]
+    lo: int
+    hi: int
+    edge_rows: tuple[int, ...]
+    edge: torch.Tensor  # (len(edge_rows), S)
+
+
+@lru_cache(maxsize=64)
+def _stencil(size: int, scale: int, convention: str, i: int, dtype: torch.dtype) -> _Stencil | None:
+    op = _operators(size, scale, convention)[i]
+    tol = 1e-12 * float(np.abs(op).max())
+    rows, cols = np.nonzero(np.abs(op) > tol)
+    w = int(np.abs(cols - rows).max())
+    mid = size // 2
+    offsets = tuple(d for d in range(-w, w + 1) if abs(op[mid, mid + d]) > tol)
+    coeffs = tuple(float(op[mid, mid + d]) for d in offsets)
+    lo, hi = w, size - 1 - w
+    odd = [
+        p
+        for p in range(lo, hi + 1)
+        if np.abs(op[p, p - w : p + w + 1] - _row(coeffs, offsets, w)).max() > tol
+    ]
+    if len(odd) > 4:  # not shift-invariant (align_corners): the dense path is right
+        return None
+    edge_rows = tuple(sorted(set(range(lo)) | set(range(hi + 1, size)) | set(odd)))
+    edge = torch.tensor(op[list(edge_rows)], dtype=dtype)
+    return _Stencil(offsets, coeffs, lo, hi, edge_rows, edge)
+
+
+def _row(coeffs: tuple[float, ...], offsets: tuple[int, ...], w: int) -> np.ndarray:
+    row = np.zeros(2 * w + 1)
+    for d, c in zip(offsets, coeffs, strict=True):
+        row[d + w] = c
+    return row
+
+
+def _apply(x: torch.Tensor, st: _Stencil, axis: int) -> torch.Tensor:
+    """``L x`` along ``axis`` (-2: rows, ``L @ x``; -1: columns, ``x @ L.T``)."""
+    n = st.hi - st.lo + 1
+    out = torch.empty_like(x)
+    inner = out.narrow(axis, st.lo, n)
+    torch.mul(x.narrow(axis, st.lo + st.offsets[0], n), st.coeffs[0], out=inner)
+    for d, c in zip(st.offsets[1:], st.coeffs[1:], strict=True):
+        inner.add_(x.narrow(axis, st.lo + d, n), alpha=c)
+    edge = st.edge.to(x.dtype)
+    rows = list(st.edge_rows)
+    if axis == -2:
+        out[..., rows, :] = torch.matmul(edge, x)
+    else:
+        out[..., rows] = torch.matmul(x, edge.T)
+    return out
 
 
 def channel_operators(config: ProtocolConfig) -> np.ndarray:
@@ -125,8 +185,19 @@ def fast_transform(
     n, s = config.scale, config.image_size
     if any(not 0 <= k < n * n for k in chans):
         raise InputError(f"channels {list(chans)} must lie in [0, {n * n - 1}]")
-    ops = _torch_operators(s, n, config.upsampling, x.dtype)
     lead = x.shape[:-2]
+    stencils = {
+        i: _stencil(s, n, config.upsampling, i, x.dtype)
+        for i in {k // n for k in chans} | {k % n for k in chans}
+    }
+    ready = {i: st for i, st in stencils.items() if st is not None}
+    if len(ready) == len(stencils):
+        # shift-invariant operators (half-pixel): a few multiply-adds per element
+        flat_x = x.reshape(-1, s, s)
+        by_col = {j: _apply(flat_x, ready[j], -1) for j in {k % n for k in chans}}  # X L_j^T
+        planes = [_apply(by_col[k % n], ready[k // n], -2) for k in chans]  # L_i X L_j^T
+        return torch.stack(planes, dim=1).reshape(*lead, len(chans), s, s)
+    ops = _torch_operators(s, n, config.upsampling, x.dtype)
     # X L_j^T for every needed j in one GEMM over all rows of the batch
     cols = sorted({k % n for k in chans})
     right = torch.cat([ops[j].T for j in cols], dim=1)  # (S, S * len(cols))

@@ -76,39 +76,46 @@ def self_normalise(features: ArrayT, config: ProtocolConfig) -> ArrayT:
 
 
 @lru_cache(maxsize=8)
-def _parity_table(lo: int, hi: int) -> tuple[torch.Tensor, int]:
+def _parity_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
     """Map a random byte to the sign ``(-1)**u`` of ``u = lo + byte % n`` (``n = hi - lo + 1``),
     or to 0 for bytes at or above the largest multiple of ``n`` (rejected, drawn again)."""
     n = hi - lo + 1
     limit = 256 - 256 % n
-    r = torch.arange(256)
-    sign = 1.0 - 2.0 * ((lo + r % n) % 2).to(torch.float32)
-    return torch.where(r < limit, sign, torch.zeros(())), limit
+    r = np.arange(256)
+    sign = np.where(r < limit, 1.0 - 2.0 * ((lo + r % n) % 2), 0.0).astype(np.float32)
+    sign.setflags(write=False)
+    return sign, limit
 
 
-def _random_bytes(count: int, g: torch.Generator) -> torch.Tensor:
-    # int64 random_ is uniform on [0, 2**63): its low seven bytes are uniform
-    words = torch.empty(count // 7 + 1, dtype=torch.int64).random_(generator=g)
-    return words.view(torch.uint8).reshape(-1, 8)[:, :7].reshape(-1)[:count].to(torch.int64)
+def _stream_bytes(stream: np.random.Generator, count: int) -> np.ndarray:
+    # PCG64's raw 64-bit outputs are uniform over all bits, eight bytes each
+    words = stream.bit_generator.random_raw(count // 8 + 1)
+    return np.asarray(words, dtype=np.uint64).view(np.uint8)[:count]
 
 
 def random_signs(
     shape: tuple[int, ...], u_range: tuple[int, int], g: torch.Generator
 ) -> torch.Tensor:
-    """Float32 ``(-1)**u`` with ``u`` exactly uniform on the inclusive ``u_range``."""
+    """Float32 ``(-1)**u`` with ``u`` exactly uniform on the inclusive ``u_range``.
+
+    On the CPU the bytes come from a PCG64 stream keyed by 128 bits drawn from ``g``, which
+    is several times faster than drawing each ``u`` through torch.
+    """
     lo, hi = u_range
-    numel = math.prod(shape)
     if hi - lo + 1 > 256 or g.device.type != "cpu":
         u = torch.randint(lo, hi + 1, shape, generator=g, device=g.device)
         return 1.0 - 2.0 * (u % 2).to(torch.float32)
+    key = torch.randint(0, 2**62, (2,), generator=g).tolist()
+    stream = np.random.Generator(np.random.PCG64(key))
     table, limit = _parity_table(lo, hi)
-    signs = table[_random_bytes(numel, g)]
-    todo = torch.nonzero(signs == 0).flatten()
-    while todo.numel():  # rejection sampling keeps every value of u equally likely
-        fresh = table[_random_bytes(todo.numel(), g)]
-        signs[todo] = fresh
-        todo = todo[fresh == 0]
-    return signs.reshape(shape)
+    raw = _stream_bytes(stream, math.prod(shape))
+    signs = np.take(table, raw)
+    todo = np.flatnonzero(raw >= limit)
+    while todo.size:  # rejection sampling keeps every value of u equally likely
+        fresh = _stream_bytes(stream, todo.size)
+        signs[todo] = np.take(table, fresh)
+        todo = todo[fresh >= limit]
+    return torch.from_numpy(signs.reshape(shape))
 
 
 def _scale_by_power(t: torch.Tensor, exponents: torch.Tensor, b: float) -> torch.Tensor:
@@ -134,6 +141,7 @@ def obfuscate(
     fresh one is seeded from the operating system's secure source, so no draw is ever
     reused across calls.
     """
+    t: torch.Tensor
     t, was_np = _as_tensor(normalised)
     _check_features(t, "obfuscate")
     g = secure_generator() if generator is None else generator
