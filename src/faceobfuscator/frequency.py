@@ -116,7 +116,7 @@ def _apply(x: torch.Tensor, st: _Stencil, axis: int) -> torch.Tensor:
     torch.mul(x.narrow(axis, st.lo + st.offsets[0], n), st.coeffs[0], out=inner)
     for d, c in zip(st.offsets[1:], st.coeffs[1:], strict=True):
         inner.add_(x.narrow(axis, st.lo + d, n), alpha=c)
-    edge = st.edge.to(x.dtype)
+    edge = st.edge.to(device=x.device, dtype=x.dtype)
     rows = list(st.edge_rows)
     if axis == -2:
         out[..., rows, :] = torch.matmul(edge, x)
@@ -139,7 +139,7 @@ def to_greyscale(image: np.ndarray | torch.Tensor, config: ProtocolConfig) -> to
     lo, hi = config.pixel_range
     step = (hi - lo) / 255.0
     if t.ndim >= 3 and t.shape[-1] == 3:
-        w = torch.tensor(config.luma, dtype=torch.float32) * step
+        w = torch.tensor(config.luma, dtype=torch.float32, device=t.device) * step
         return torch.matmul(t.to(torch.float32), w) + lo
     return t.to(torch.float32) * step + lo
 
@@ -197,12 +197,12 @@ def fast_transform(
         by_col = {j: _apply(flat_x, ready[j], -1) for j in {k % n for k in chans}}  # X L_j^T
         planes = [_apply(by_col[k % n], ready[k // n], -2) for k in chans]  # L_i X L_j^T
         return torch.stack(planes, dim=1).reshape(*lead, len(chans), s, s)
-    ops = _torch_operators(s, n, config.upsampling, x.dtype)
+    ops = _torch_operators(s, n, config.upsampling, x.dtype).to(x.device)
     # X L_j^T for every needed j in one GEMM over all rows of the batch
     cols = sorted({k % n for k in chans})
     right = torch.cat([ops[j].T for j in cols], dim=1)  # (S, S * len(cols))
     xr = torch.matmul(x.reshape(-1, s), right).reshape(-1, s, len(cols), s)
-    out = torch.empty(*lead, len(chans), s, s, dtype=x.dtype)
+    out = torch.empty(*lead, len(chans), s, s, dtype=x.dtype, device=x.device)
     flat = out.reshape(-1, len(chans), s, s)
     for c, k in enumerate(chans):
         flat[:, c] = torch.matmul(ops[k // n], xr[:, :, cols.index(k % n)])  # L_i (X L_j^T)
