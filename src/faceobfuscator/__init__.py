@@ -14,6 +14,7 @@ from .features import normalised_features, protect_faces
 from .frequency import fast_transform, inverse_transform, reference_transform, to_greyscale
 from .obfuscation import obfuscate, recover, secure_generator, self_normalise
 from .payload import Payload, decode_payload, encode_payload
+from .protect import protect_aligned, protect_photo
 
 __all__ = [
     "FORMAT_VERSION",
@@ -37,4 +38,16 @@ __all__ = [
     "Payload",
     "decode_payload",
     "encode_payload",
+    "protect_aligned",
+    "protect_photo",
+    "Client",
 ]
+
+
+def __getattr__(name: str):
+    # the SDK pulls in an HTTP client: load it only when asked for
+    if name == "Client":
+        from .sdk import Client
+
+        return Client
+    raise AttributeError(f"module 'faceobfuscator' has no attribute {name!r}")
