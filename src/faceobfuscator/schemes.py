@@ -14,12 +14,12 @@ a protocol configuration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 
 from .config import ProtocolConfig
 from .errors import ConfigError, InputError
+from .features import normalised_features
 from .frequency import fast_transform, to_greyscale
 from .obfuscation import obfuscate, recover, self_normalise
 
@@ -44,27 +44,6 @@ def _check_faces(faces: torch.Tensor, protocol: ProtocolConfig) -> torch.Tensor:
             f"{faces.dtype}; align them first (faceobf data prepare)"
         )
     return faces
-
-
-@lru_cache(maxsize=8)
-def _core_runs_on(device: torch.device) -> bool:
-    """Whether the frequency transform accepts tensors on ``device``; where it does not,
-    the deterministic client step runs on the CPU and its result moves back."""
-    if device.type == "cpu":
-        return True
-    probe = ProtocolConfig()
-    try:
-        grey = to_greyscale(torch.zeros(1, 112, 112, 3, dtype=torch.uint8, device=device), probe)
-        fast_transform(grey, probe)
-    except (RuntimeError, NotImplementedError):
-        return False
-    return True
-
-
-def _on_core_device(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    if _core_runs_on(x.device):
-        return fn(x)
-    return fn(x.cpu()).to(x.device, non_blocking=True)
 
 
 class Scheme:
@@ -142,14 +121,9 @@ class ArcFaceFDScheme(Scheme):
         self._channels = tuple(range(self.in_channels))
 
     def encode(self, faces: torch.Tensor) -> torch.Tensor:
-        x = _check_faces(faces, self.protocol)
-
-        def clean(f: torch.Tensor) -> torch.Tensor:
-            grey = to_greyscale(f, self.protocol)
-            chans = fast_transform(grey, self.protocol, channels=self._channels)
-            return self_normalise(chans, self.protocol)
-
-        return _on_core_device(clean, x)
+        grey = to_greyscale(_check_faces(faces, self.protocol), self.protocol)
+        chans = fast_transform(grey, self.protocol, channels=self._channels)
+        return self_normalise(chans, self.protocol)
 
 
 class FaceObfuscatorScheme(Scheme):
@@ -165,13 +139,7 @@ class FaceObfuscatorScheme(Scheme):
         self.in_channels = protocol.n_channels
 
     def encode(self, faces: torch.Tensor) -> torch.Tensor:
-        x = _check_faces(faces, self.protocol)
-
-        def clean(f: torch.Tensor) -> torch.Tensor:
-            grey = to_greyscale(f, self.protocol)
-            return self_normalise(fast_transform(grey, self.protocol), self.protocol)
-
-        return _on_core_device(clean, x)
+        return normalised_features(_check_faces(faces, self.protocol), self.protocol)
 
     def randomise(self, encoded: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         # a generator on the features' device keeps the draw there (fast on a GPU)
