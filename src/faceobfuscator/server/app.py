@@ -1,0 +1,159 @@
+"""The application factory: ``create_app(settings)``.
+
+The lifespan opens the gallery, loads the model once and builds the in-memory index before
+the first request; a background thread then follows the change log (other processes'
+enrolments and deletions) until shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import InputError, PayloadError
+from .cache import EmbeddingSealer
+from .embedder import Embedder, ModelEmbedder
+from .errors import (
+    NoTemplatesError,
+    PayloadTooLargeError,
+    StorageError,
+    SubjectExistsError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
+from .keys import KeyRing
+from .routers import meta, recognition, subjects
+from .service import GalleryService
+from .settings import ServerSettings
+from .storage import open_storage
+
+__all__ = ["create_app", "create_app_from_env", "build_service"]
+
+log = logging.getLogger(__name__)
+
+
+def build_service(settings: ServerSettings, *, embedder: Embedder | None = None) -> GalleryService:
+    """Open the gallery and the model named by ``settings`` and build the index."""
+    model = embedder or ModelEmbedder(
+        settings.model_dir, device=settings.device, threshold=settings.threshold
+    )
+    storage = open_storage(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        pool_size=settings.pg_pool_size,
+    )
+    key = settings.cache_key_bytes()
+    sealer = (
+        None if key is None else EmbeddingSealer(key, model_hash=model.model_hash, dim=model.dim)
+    )
+    service = GalleryService(
+        storage,
+        model,
+        sealer=sealer,
+        max_payload_bytes=settings.max_payload_bytes,
+        embed_batch=settings.embed_batch,
+        max_top_k=settings.max_top_k,
+    )
+    try:
+        service.start()
+    except BaseException:
+        storage.close()
+        raise
+    return service
+
+
+class _Follower(threading.Thread):
+    """Applies the change log every ``interval`` seconds until stopped."""
+
+    def __init__(self, service: GalleryService, interval: float) -> None:
+        super().__init__(name="gallery-sync", daemon=True)
+        self.service = service
+        self.interval = interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                self.service.sync()
+            except Exception as exc:  # keep following; the next request retries as well
+                log.warning("gallery sync failed: %s", type(exc).__name__)
+
+
+def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) -> FastAPI:
+    """The FastAPI application for ``settings``. ``embedder`` replaces the model of
+    ``settings.model_dir`` (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await anyio.to_thread.run_sync(lambda: build_service(settings, embedder=embedder))
+        follower = _Follower(service, settings.sync_interval_s)
+        follower.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            follower.halt.set()
+            await anyio.to_thread.run_sync(follower.join)
+            service.close()
+
+    app = FastAPI(
+        title="FaceObfuscator recognition server",
+        version="1",
+        summary="Face recognition on obfuscated frequency features: it never sees a face.",
+        lifespan=lifespan,
+    )
+    app.state.keyring = KeyRing(admin=settings.admin_key_hashes, client=settings.client_key_hashes)
+    for router in (meta.router, subjects.router, recognition.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment (and the file named
+    by ``FACEOBF_SETTINGS_FILE``)."""
+    return create_app(ServerSettings.load())
+
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (PayloadTooLargeError, 413),
+    (PayloadError, 422),
+    (UnknownSubjectError, 404),
+    (UnknownTemplateError, 404),
+    (SubjectExistsError, 409),
+    (NoTemplatesError, 409),
+    (InputError, 422),
+)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def input_error(request: Request, exc: Exception) -> JSONResponse:
+        code = next(c for t, c in _STATUS if isinstance(exc, t))
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("storage unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "the gallery database is unavailable; try again later"},
+            status_code=503,
+        )
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's default answer echoes the offending input; name the field only
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    app.add_exception_handler(InputError, input_error)
+    app.add_exception_handler(StorageError, storage_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)

@@ -1,0 +1,85 @@
+"""What the server needs of a recognition model, and the adapter for a model directory."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..config import ProtocolConfig
+from .errors import ModelMismatchError
+
+__all__ = ["Embedder", "ModelEmbedder"]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns decoded payload features into L2-normalised embeddings.
+
+    Attributes:
+        protocol: the protocol the model was trained for; payloads must match it.
+        threshold: the calibrated cosine-similarity decision threshold.
+        dim: embedding size.
+        model_hash: identifies the weights (the embedding cache is keyed by it).
+        name: a short description for ``/v1/health``.
+    """
+
+    protocol: ProtocolConfig
+    threshold: float
+    dim: int
+    model_hash: str
+    name: str
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """Sent features ``(N, C, S, S)`` float32 -> embeddings ``(N, dim)`` float32, each
+        of unit L2 norm."""
+        ...
+
+
+class ModelEmbedder:
+    """An :class:`Embedder` over a model directory (``faceobfuscator.modeldir``).
+
+    Args:
+        directory: the model directory.
+        device: torch device.
+        threshold: overrides the model's calibrated threshold (required when the model
+            has none).
+    """
+
+    def __init__(
+        self, directory: str | Path, *, device: str = "cpu", threshold: float | None = None
+    ) -> None:
+        from ..modeldir import CONFIG_NAME, WEIGHTS_NAME, load_model
+
+        model = load_model(directory, device=device)
+        if model.scheme.name != "faceobfuscator":
+            raise ModelMismatchError(
+                f"model {directory} was trained for scheme {model.scheme.name!r}; the server "
+                "accepts FaceObfuscator payloads only, so it needs a 'faceobfuscator' model"
+            )
+        chosen = threshold if threshold is not None else model.threshold
+        if chosen is None:
+            raise ModelMismatchError(
+                f"model {directory} has no calibrated threshold; set one in the server "
+                "settings (FACEOBF_THRESHOLD)"
+            )
+        self._model = model
+        self.protocol: ProtocolConfig = model.protocol
+        self.threshold = float(chosen)
+        self.dim = int(model.embedding_size)
+        digest = hashlib.sha256()
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            digest.update((Path(directory) / name).read_bytes())
+        self.model_hash = digest.hexdigest()
+        random = bool(model.config.get("extra", {}).get("random", False))
+        self.name = f"{model.scheme.name}/{model.backbone_name}" + (
+            " (UNTRAINED random weights)" if random else ""
+        )
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        sent = torch.from_numpy(np.array(features, dtype=np.float32))  # a writable copy
+        return self._model.embed_sent(sent).numpy()

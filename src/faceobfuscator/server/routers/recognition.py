@@ -1,0 +1,56 @@
+"""``/v1/verify`` (1:1) and ``/v1/identify`` (1:N): client or administrator keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from ..deps import get_service, payload_body, require
+from ..keys import Role
+from ..schemas import SUBJECT_PATTERN, CandidateOut, IdentifyOut, VerifyOut
+from ..service import GalleryService
+from ._common import PAYLOAD_BODY, errors
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["recognition"],
+    dependencies=[Depends(require(Role.CLIENT))],
+    responses=errors(401, 413, 415, 422),
+)
+
+Service = Annotated[GalleryService, Depends(get_service)]
+Payload = Annotated[bytes, Depends(payload_body)]
+
+
+@router.post(
+    "/verify", response_model=VerifyOut, openapi_extra=PAYLOAD_BODY, responses=errors(404, 409)
+)
+def verify(
+    subject: Annotated[str, Query(pattern=SUBJECT_PATTERN)], payload: Payload, service: Service
+) -> VerifyOut:
+    """Is the payload's face the subject's? Decided at the model's calibrated threshold."""
+    v = service.verify(subject, payload)
+    return VerifyOut(subject=v.subject, score=v.score, match=v.match, threshold=v.threshold)
+
+
+@router.post("/identify", response_model=IdentifyOut, openapi_extra=PAYLOAD_BODY)
+def identify(
+    payload: Payload, service: Service, top_k: Annotated[int, Query(ge=1)] = 5
+) -> IdentifyOut:
+    """The ``top_k`` enrolled subjects most similar to the payload's face, best first."""
+    if top_k > service.max_top_k:
+        raise HTTPException(
+            422,
+            f"top_k={top_k} exceeds this server's limit of {service.max_top_k}",
+        )
+    result = service.identify(payload, top_k=top_k)
+    best = result.best
+    return IdentifyOut(
+        candidates=[
+            CandidateOut(subject=m.name, score=m.score, match=m.score >= result.threshold)
+            for m in result.candidates
+        ],
+        match=best.name if best is not None else None,
+        threshold=result.threshold,
+    )

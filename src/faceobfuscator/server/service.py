@@ -1,0 +1,252 @@
+"""The gallery service: what the API does, without HTTP.
+
+It keeps the in-memory index equal to the database by applying the change log in order
+(:meth:`GalleryService.sync`): after its own writes, before every request that reads the
+index, and periodically in the background. So a deletion acknowledged by any process is
+absent from every process's answers from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..payload import decode_payload, payload_size
+from .cache import EmbeddingSealer
+from .embedder import Embedder
+from .errors import ModelMismatchError, NoTemplatesError, PayloadTooLargeError
+from .index import EmbeddingIndex, Match
+from .storage import ADD, SQLStorage, SubjectRecord, TemplateRef
+
+__all__ = ["GalleryService", "Verification", "Identification", "Enrolment"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    subject: str
+    template_id: int
+
+
+@dataclass(frozen=True)
+class Verification:
+    subject: str
+    score: float
+    match: bool
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    candidates: list[Match]
+    threshold: float
+
+    @property
+    def best(self) -> Match | None:
+        """The top candidate if it reaches the threshold."""
+        if self.candidates and self.candidates[0].score >= self.threshold:
+            return self.candidates[0]
+        return None
+
+
+class GalleryService:
+    """Gallery operations over one storage and one embedder.
+
+    Args:
+        storage: the gallery database.
+        embedder: the recognition model.
+        sealer: seals embeddings for the persistent cache; None keeps them in memory only.
+        max_payload_bytes: largest payload accepted; default the protocol's payload size.
+        embed_batch: payloads per model call when loading the gallery.
+        max_top_k: the largest ``top_k`` the API accepts.
+    """
+
+    def __init__(
+        self,
+        storage: SQLStorage,
+        embedder: Embedder,
+        *,
+        sealer: EmbeddingSealer | None = None,
+        max_payload_bytes: int | None = None,
+        embed_batch: int = 32,
+        max_top_k: int = 100,
+    ) -> None:
+        self.storage = storage
+        self.embedder = embedder
+        self.protocol = embedder.protocol
+        self.sealer = sealer
+        self.max_payload_bytes = max_payload_bytes or payload_size(self.protocol)
+        self.embed_batch = embed_batch
+        self.max_top_k = max_top_k
+        self.index = EmbeddingIndex(embedder.dim)
+        self._seq = 0
+        self._sync_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
+        self._pending: dict[int, np.ndarray] = {}
+
+    # start-up and synchronisation
+
+    def start(self) -> None:
+        """Check the gallery against the model and build the index from the database."""
+        foreign = [h for h in self.storage.protocol_hashes() if h != self.protocol.hash]
+        if foreign:
+            raise ModelMismatchError(
+                f"the gallery holds payloads of {len(foreign)} other protocol(s) "
+                f"({', '.join(h[:12] for h in foreign)}); the model speaks "
+                f"{self.protocol.hash[:12]}. Serve it with a model of the gallery's protocol."
+            )
+        with self._sync_lock:
+            seq = self.storage.last_seq()
+            for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
+                self._add_refs(refs)
+            self._seq = seq
+        self.sync()  # whatever changed while loading
+        log.info("gallery index ready: %d templates", len(self.index))
+
+    def sync(self) -> int:
+        """Apply the change log since the last call; returns the number of changes."""
+        applied = 0
+        with self._sync_lock:
+            while True:
+                changes = self.storage.changes_since(self._seq)
+                if not changes:
+                    return applied
+                start = 0
+                for i in range(1, len(changes) + 1):  # runs of one operation, in order
+                    if i == len(changes) or changes[i].op != changes[start].op:
+                        ids = [c.template_id for c in changes[start:i]]
+                        if changes[start].op == ADD:
+                            self._add_refs(self.storage.refs(ids))
+                        else:
+                            self.index.remove(ids)
+                        start = i
+                self._seq = changes[-1].seq
+                applied += len(changes)
+
+    def _add_refs(self, refs: Sequence[TemplateRef]) -> None:
+        """Add templates to the index: embeddings from this process, then the cache, then
+        the model (sealing what the model computed)."""
+        refs = [r for r in refs if r.template_id not in self.index]
+        if not refs:
+            return
+        found: dict[int, np.ndarray] = {}
+        for r in refs:
+            if r.template_id in self._pending:
+                found[r.template_id] = self._pending.pop(r.template_id)
+        todo = [r.template_id for r in refs if r.template_id not in found]
+        if self.sealer is not None and todo:
+            model_hash = self.sealer.model_hash
+            for tid, sealed in self.storage.sealed_embeddings(todo, model_hash).items():
+                emb = self.sealer.open(tid, sealed)
+                if emb is not None:
+                    found[tid] = emb
+            todo = [t for t in todo if t not in found]
+        for i in range(0, len(todo), self.embed_batch):
+            chunk = todo[i : i + self.embed_batch]
+            payloads = self.storage.payloads(chunk)
+            ids = [t for t in chunk if t in payloads]
+            if not ids:
+                continue
+            feats = np.stack([self._decode(payloads[t]) for t in ids])
+            embs = self._embed(feats)
+            found.update(zip(ids, embs, strict=True))
+            if self.sealer is not None:
+                sealer = self.sealer
+                self.storage.put_sealed(
+                    [(t, sealer.seal(t, e)) for t, e in zip(ids, embs, strict=True)],
+                    sealer.model_hash,
+                )
+        kept = [r for r in refs if r.template_id in found]
+        if kept:
+            self.index.add(
+                [r.template_id for r in kept],
+                [r.subject_id for r in kept],
+                [r.name for r in kept],
+                np.stack([found[r.template_id] for r in kept]),
+            )
+
+    # payloads
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        if len(data) > self.max_payload_bytes:
+            raise PayloadTooLargeError(self.max_payload_bytes)
+        return decode_payload(data, self.protocol).feature
+
+    def _embed(self, features: np.ndarray) -> np.ndarray:
+        with self._embed_lock:
+            return np.asarray(self.embedder.embed(features), dtype=np.float32)
+
+    def embed_payload(self, data: bytes) -> np.ndarray:
+        """Validate one payload and return its embedding ``(dim,)``."""
+        return self._embed(self._decode(data)[None])[0]
+
+    # subjects
+
+    def create_subject(self, name: str) -> SubjectRecord:
+        return self.storage.create_subject(name)
+
+    def get_subject(self, name: str) -> SubjectRecord:
+        return self.storage.get_subject(name)
+
+    def list_subjects(self, *, limit: int, offset: int = 0) -> list[SubjectRecord]:
+        return self.storage.list_subjects(limit=limit, offset=offset)
+
+    def delete_subject(self, name: str) -> int:
+        """Erase a subject everywhere; returns the number of templates removed."""
+        removed = self.storage.delete_subject(name)
+        self.sync()
+        return len(removed)
+
+    def delete_template(self, name: str, template_id: int) -> None:
+        self.storage.delete_template(name, template_id)
+        self.sync()
+
+    def template_ids(self, name: str) -> list[int]:
+        self.storage.get_subject(name)  # 404 for an unknown subject
+        return self.storage.template_ids(name)
+
+    # recognition
+
+    def enrol(self, name: str, data: bytes) -> Enrolment:
+        """Validate, embed and store one payload for an existing subject. Nothing is
+        stored unless the payload is valid."""
+        emb = self.embed_payload(data)
+        sealer = self.sealer
+        ref = self.storage.add_template(
+            name,
+            data,
+            protocol_hash=self.protocol.hash,
+            seal=None if sealer is None else (lambda tid: sealer.seal(tid, emb)),
+            model_hash="" if sealer is None else sealer.model_hash,
+        )
+        with self._sync_lock:
+            self._pending[ref.template_id] = emb
+        self.sync()
+        with self._sync_lock:
+            self._pending.pop(ref.template_id, None)
+        return Enrolment(name, ref.template_id)
+
+    def verify(self, name: str, data: bytes) -> Verification:
+        """1:1: the best similarity of the payload with the subject's templates."""
+        emb = self.embed_payload(data)
+        self.sync()
+        score = self.index.verify(name, emb)
+        if score is None:
+            self.storage.get_subject(name)  # raises UnknownSubjectError
+            raise NoTemplatesError(name)
+        threshold = self.embedder.threshold
+        return Verification(name, score, score >= threshold, threshold)
+
+    def identify(self, data: bytes, *, top_k: int = 5) -> Identification:
+        """1:N: the ``top_k`` most similar subjects, best first."""
+        emb = self.embed_payload(data)
+        self.sync()
+        return Identification(self.index.search(emb, top_k), self.embedder.threshold)
+
+    def close(self) -> None:
+        self.storage.close()

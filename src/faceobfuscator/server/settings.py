@@ -1,0 +1,123 @@
+"""Server settings: read once at the entry point (CLI or app factory), frozen, passed down.
+
+Every field can come from the environment (``FACEOBF_<NAME>``, e.g. ``FACEOBF_DB_URL``), from
+a dotenv file (:meth:`ServerSettings.load`, ``faceobf serve --env-file``) or from keyword
+arguments, in that order of increasing precedence. List fields take JSON in the environment:
+``FACEOBF_ADMIN_KEY_HASHES='["3f1c..."]'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServerSettings", "SETTINGS_FILE_ENV"]
+
+#: Environment variable naming a dotenv file of settings; how ``faceobf serve`` hands its
+#: settings to uvicorn worker processes.
+SETTINGS_FILE_ENV = "FACEOBF_SETTINGS_FILE"
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ServerSettings(BaseSettings):
+    """Settings of one API process.
+
+    Attributes:
+        model_dir: the recognition model directory (weights and ``config.json``).
+        db_url: ``sqlite:///path/to/gallery.db`` (embedded, WAL) or
+            ``postgresql://user@host:port/db`` (shared by several API processes).
+        device: torch device of the model.
+        threshold: overrides the model's calibrated cosine threshold (required for a model
+            without one).
+        admin_key_hashes: SHA-256 hex digests of the administrator API keys
+            (``faceobf apikey`` makes a key and its digest). Administrators create and
+            delete subjects and enrol templates, and may also verify and identify.
+        client_key_hashes: digests of client keys, which may only verify and identify.
+        max_payload_bytes: largest accepted request body; default the protocol's exact
+            payload size.
+        cache_key: base64url 32-byte key; set it to keep an AES-GCM-encrypted embedding
+            cache in the database, so that start-up need not run the model on every
+            template. Without it embeddings live only in memory.
+        sync_interval_s: how often each process polls the change log for enrolments and
+            deletions made by other processes (it also catches up before every request
+            that reads the index).
+        sqlite_synchronous: ``FULL`` makes every acknowledged write survive power loss,
+            ``NORMAL`` only a process crash.
+        pg_pool_size: PostgreSQL connections per process.
+        embed_batch: templates per model call when building the index at start-up.
+        max_top_k: the largest ``top_k`` that identify accepts.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FACEOBF_", frozen=True, extra="ignore")
+
+    model_dir: Path
+    db_url: str = "sqlite:///gallery.db"
+    device: str = "cpu"
+    threshold: float | None = None
+    admin_key_hashes: tuple[str, ...] = ()
+    client_key_hashes: tuple[str, ...] = ()
+    max_payload_bytes: int | None = Field(default=None, gt=0)
+    cache_key: SecretStr | None = None
+    sync_interval_s: float = Field(default=1.0, gt=0)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    pg_pool_size: int = Field(default=4, ge=1, le=64)
+    embed_batch: int = Field(default=32, ge=1, le=1024)
+    max_top_k: int = Field(default=100, ge=1)
+
+    @field_validator("admin_key_hashes", "client_key_hashes")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [i for i, h in enumerate(value) if not _HEX64.match(h)]
+        if bad:
+            raise ValueError(
+                f"entries {bad} are not SHA-256 hex digests (64 lowercase hex characters); "
+                "store the digest of a key, never the key (faceobf apikey prints both)"
+            )
+        return value
+
+    @field_validator("db_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(
+                "db_url must start with sqlite:/// (a file path follows) or postgresql://"
+            )
+        if value.startswith("sqlite:///") and value[len("sqlite:///") :] in ("", ":memory:"):
+            raise ValueError("db_url needs a file path: sqlite:///path/to/gallery.db")
+        return value
+
+    @field_validator("cache_key")
+    @classmethod
+    def _key_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(_decode_key(value.get_secret_value())) != 32:
+            raise ValueError("cache_key must be 32 bytes in base64url (faceobf apikey --cache)")
+        return value
+
+    def cache_key_bytes(self) -> bytes | None:
+        """The embedding-cache key as bytes, or None when the cache is off."""
+        if self.cache_key is None:
+            return None
+        return _decode_key(self.cache_key.get_secret_value())
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = None, **overrides: Any) -> ServerSettings:
+        """Settings from ``overrides``, the environment and ``env_file`` (default: the file
+        named by ``FACEOBF_SETTINGS_FILE``, if any)."""
+        path = env_file if env_file is not None else os.environ.get(SETTINGS_FILE_ENV)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"settings file {path} does not exist")
+        return cls(_env_file=path, **overrides)  # type: ignore[call-arg]
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return b""
