@@ -10,6 +10,7 @@ and otherwise records the image as failed without writing a crop.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -97,10 +98,12 @@ def prepare_dataset(
     todo = [item for item in images if not _is_done(out, done.get(item[1]))]
     started = time.perf_counter()
     times: list[float] = []
-    with open(_manifest_for_append(out), "a", encoding="utf-8") as manifest:
+    with contextlib.ExitStack() as stack:
+        results = _start(name, root, out, config, todo, workers, stack)
+        manifest = stack.enter_context(open(_manifest_for_append(out), "a", encoding="utf-8"))
         bar = tqdm(total=len(images), initial=len(images) - len(todo), disable=not progress)
         bar.set_description(f"aligning {name}")
-        for entry, ms in _run(name, root, out, config, todo, workers):
+        for entry, ms in results:
             manifest.write(entry.to_json() + "\n")
             manifest.flush()
             done[entry.source] = entry
@@ -142,23 +145,26 @@ def _manifest_for_append(out: Path) -> Path:
     return path
 
 
-def _run(
+def _start(
     name: str,
     root: str | Path,
     out: Path,
     config: ProtocolConfig,
     todo: list[tuple[str, str]],
     workers: int,
+    stack: contextlib.ExitStack,
 ) -> Iterator[tuple[ManifestEntry, float]]:
+    """Results of aligning ``todo``, from a pool of ``workers`` processes or in-process."""
     init_args = (config.to_json(), name, str(image_root(name, root)), str(out))
     if workers == 1 or len(todo) <= 1:
         _init_worker(*init_args)
-        yield from map(_process, todo)
-        return
-    # spawn: workers must not inherit the parent's threads (tqdm) or loaded libraries.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-        yield from pool.imap_unordered(_process, todo, chunksize=4)
+        return map(_process, todo)
+    # fork (where there is one) spares each worker re-importing the package and torch; the
+    # pool starts before any progress-bar thread exists.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = stack.enter_context(context.Pool(workers, initializer=_init_worker, initargs=init_args))
+    return pool.imap_unordered(_process, todo, chunksize=4)
 
 
 def _init_worker(config_json: str, name: str, image_dir: str, out_dir: str) -> None:
