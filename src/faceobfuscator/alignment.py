@@ -2,8 +2,7 @@
 
 Detection uses dlib's HOG frontal detector (or its MMOD CNN detector) and 68-point shape
 predictor (models from the ``face-recognition-models`` package); the warp is plain numpy,
-so the maths
-(:func:`similarity_transform`, :func:`warp_affine`) is testable without dlib.
+so the maths (:func:`similarity_transform`, :func:`warp_affine`) is testable without dlib.
 
 Coordinates are (x, y) in pixel-index units (pixel centres at integers), the convention of
 dlib and of the ArcFace template. Template point 0 is the eye with the smaller x in the
