@@ -7,6 +7,7 @@ subjects by their best-matching template.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -137,6 +138,11 @@ class EmbeddingIndex:
     def template_ids(self) -> set[int]:
         with self._lock:
             return set(self._row)
+
+    def digest(self) -> str:
+        """SHA-256 of the sorted template ids (int64 little-endian): equal for equal sets."""
+        ids = np.sort(np.fromiter(self.template_ids(), dtype="<i8"))
+        return hashlib.sha256(ids.tobytes()).hexdigest()
 
     def subject_counts(self) -> dict[str, int]:
         """Templates per subject name."""

@@ -51,6 +51,10 @@ class HealthOut(_Out):
     backend: str
     templates_indexed: int
     subjects_indexed: int
+    index_digest: str = Field(
+        description="SHA-256 of the sorted template ids in this process's index: equal "
+        "across processes that agree"
+    )
 
 
 class SubjectIn(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from ...payload import payload_size
 from ..deps import get_service
+from ..errors import StorageError
 from ..schemas import HealthOut, ProtocolOut
 from ..service import GalleryService
 
@@ -30,10 +31,18 @@ def protocol(service: Service) -> ProtocolOut:
 
 @router.get("/health", response_model=HealthOut)
 def health(service: Service) -> HealthOut:
+    """Liveness and the state of this process's index, after catching up with the
+    database ("degraded" when the database cannot be reached)."""
+    try:
+        service.sync()
+        state = "ok"
+    except StorageError:
+        state = "degraded"
     return HealthOut(
-        status="ok",
+        status=state,
         model=service.embedder.name,
         backend=type(service.storage).__name__,
         templates_indexed=len(service.index),
         subjects_indexed=len(service.index.subject_counts()),
+        index_digest=service.index.digest(),
     )

@@ -139,7 +139,9 @@ class SQLStorage:
         the templates removed."""
         with self._write() as cur:
             sid = self._subject_id(cur, name)
-            cur.execute(self._q("SELECT id FROM templates WHERE subject_id = ?"), (sid,))
+            cur.execute(
+                self._q("SELECT id FROM templates WHERE subject_id = ? ORDER BY id"), (sid,)
+            )
             tids = [int(r[0]) for r in cur.fetchall()]
             self._log(cur, DELETE, tids)
             cur.execute(

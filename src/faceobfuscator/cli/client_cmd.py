@@ -1,0 +1,84 @@
+"""``faceobf client enroll|verify|identify|delete``: the SDK on the command line.
+
+The API key comes from the environment (``FACEOBF_API_KEY``) or a file, never from the
+command line, where other users could read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("client", help="talk to a recognition server (photos stay local)")
+    c.add_argument(
+        "--url", default=os.environ.get("FACEOBF_URL", "http://127.0.0.1:8000"), help="server"
+    )
+    c.add_argument("--key-file", type=Path, help="file holding the API key")
+    ops = c.add_subparsers(dest="op", required=True, metavar="OP")
+
+    e = ops.add_parser("enroll", help="enrol photos of one subject (administrator key)")
+    e.add_argument("subject")
+    e.add_argument("images", nargs="+", type=Path)
+    e.set_defaults(func=_enroll)
+
+    v = ops.add_parser("verify", help="1:1 against an enrolled subject")
+    v.add_argument("subject")
+    v.add_argument("image", type=Path)
+    v.set_defaults(func=_verify)
+
+    i = ops.add_parser("identify", help="1:N against the gallery")
+    i.add_argument("image", type=Path)
+    i.add_argument("--top-k", type=int, default=5)
+    i.set_defaults(func=_identify)
+
+    d = ops.add_parser("delete", help="erase a subject (administrator key)")
+    d.add_argument("subject")
+    d.set_defaults(func=_delete)
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ..errors import ConfigError
+    from ..sdk import Client
+
+    if args.key_file is not None:
+        key = args.key_file.read_text().strip()
+    else:
+        key = os.environ.get("FACEOBF_API_KEY", "")
+    if not key:
+        raise ConfigError("no API key: set FACEOBF_API_KEY or pass --key-file")
+    return Client(args.url, key)
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print([asdict(client.enroll(args.subject, path)) for path in args.images])
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.verify(args.subject, args.image)
+    _print(asdict(result))
+    return 0 if result.match else 1
+
+
+def _identify(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(asdict(client.identify(args.image, top_k=args.top_k)))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete_subject(args.subject)
+    _print({"deleted": args.subject})
+    return 0
