@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ProtocolConfig
 from .errors import ModelMismatchError
 
-__all__ = ["Embedder", "ModelEmbedder"]
+__all__ = ["Embedder", "ModelEmbedder", "model_hash"]
 
 
 @runtime_checkable
@@ -38,6 +38,17 @@ class Embedder(Protocol):
         ...
 
 
+def model_hash(directory: str | Path) -> str:
+    """SHA-256 over a model directory's ``config.json`` and weights: what the embedding
+    cache is keyed by."""
+    from ..modeldir import CONFIG_NAME, WEIGHTS_NAME
+
+    digest = hashlib.sha256()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        digest.update((Path(directory) / name).read_bytes())
+    return digest.hexdigest()
+
+
 class ModelEmbedder:
     """An :class:`Embedder` over a model directory (``faceobfuscator.modeldir``).
 
@@ -51,7 +62,7 @@ class ModelEmbedder:
     def __init__(
         self, directory: str | Path, *, device: str = "cpu", threshold: float | None = None
     ) -> None:
-        from ..modeldir import CONFIG_NAME, WEIGHTS_NAME, load_model
+        from ..modeldir import load_model
 
         model = load_model(directory, device=device)
         if model.scheme.name != "faceobfuscator":
@@ -69,10 +80,7 @@ class ModelEmbedder:
         self.protocol: ProtocolConfig = model.protocol
         self.threshold = float(chosen)
         self.dim = int(model.embedding_size)
-        digest = hashlib.sha256()
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            digest.update((Path(directory) / name).read_bytes())
-        self.model_hash = digest.hexdigest()
+        self.model_hash = model_hash(directory)
         random = bool(model.config.get("extra", {}).get("random", False))
         self.name = f"{model.scheme.name}/{model.backbone_name}" + (
             " (UNTRAINED random weights)" if random else ""
