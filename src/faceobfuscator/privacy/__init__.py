@@ -1,0 +1,37 @@
+"""Privacy evaluation: reconstruction attacks on leaked features, attacker variants,
+leakage scenarios, metrics and reports (``faceobf privacy run CONFIG``).
+
+Attacks see only tensors, so a new protection scheme needs no change here: register it in
+:mod:`faceobfuscator.schemes` and name it in a configuration.
+"""
+
+from __future__ import annotations
+
+from .attacks import AttackSettings, ReconstructionAttack, get_attack, list_attacks, register_attack
+from .config import SCENARIOS, PrivacyConfig
+from .identity import DLIB_THRESHOLD, DlibRecognizer
+from .metrics import Interval, mean_interval, mse, psnr, ssim
+from .run import run_privacy
+from .variants import Preprocessor, RefineSettings, list_variants, prepare_variant
+
+__all__ = [
+    "AttackSettings",
+    "DLIB_THRESHOLD",
+    "DlibRecognizer",
+    "Interval",
+    "Preprocessor",
+    "PrivacyConfig",
+    "ReconstructionAttack",
+    "RefineSettings",
+    "SCENARIOS",
+    "get_attack",
+    "list_attacks",
+    "list_variants",
+    "mean_interval",
+    "mse",
+    "prepare_variant",
+    "psnr",
+    "register_attack",
+    "run_privacy",
+    "ssim",
+]

@@ -1,0 +1,149 @@
+"""The configuration of a privacy evaluation run: typed, frozen, read from JSON at the
+entry point and saved beside the results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..config import ProtocolConfig
+from ..errors import ConfigError
+from .attacks import AttackSettings, list_attacks
+from .variants import EXTRAS, RefineSettings, list_variants
+
+__all__ = ["PrivacyConfig", "SCENARIOS"]
+
+#: C: features leaked from the transmission channel (what is sent);
+#: D: features leaked from the server's database (what is stored).
+SCENARIOS = ("C", "D")
+_VICTIM_DATASETS = ("lfw", "cfp")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """One privacy evaluation.
+
+    Attributes:
+        name: a label for the run, used in reports.
+        out_dir: where results go (JSON, Markdown, PNG).
+        datasets_root: folder holding ``lfw/``, ``lfw_meta/``, ``cfp/``.
+        aligned_dir: folder of prepared datasets (``<aligned_dir>/<dataset>/``).
+        split: a split file from ``faceobf data split``; None computes the default split.
+        protocol: a protocol JSON file; None uses the default protocol.
+        models_dir: ``<models_dir>/<scheme>/`` model directories for SRRA; a missing one
+            marks SRRA as pending for that scheme.
+        schemes, attacks, variants, scenarios: what to evaluate.
+        attack_settings: per attack, the :class:`AttackSettings` fields to set.
+        attacker_images: faces of training identities the attacker trains on.
+        probe_images: attacker faces used to probe the client's randomness.
+        victim_datasets: benchmarks whose test folds supply the victims.
+        victims_per_dataset: victims (people) per benchmark; each gives a probe photo
+            (attacked) and another photo (the reference for identity matching).
+        adaptive_extras: sign-invariant extra channels for adaptive and white-box.
+        refine: white-box refinement settings.
+        grid_victims: victims shown in each PNG grid.
+        seed: seeds every random choice of the run.
+        threads: torch CPU threads.
+        device: torch device for training.
+    """
+
+    name: str = "privacy"
+    out_dir: str = "results/privacy"
+    datasets_root: str = "../shared/datasets"
+    aligned_dir: str = "cache/aligned"
+    split: str | None = None
+    protocol: str | None = None
+    models_dir: str = "models"
+    schemes: tuple[str, ...] = ("arcface-fd", "faceobfuscator")
+    attacks: tuple[str, ...] = ("dn", "pix2pix")
+    variants: tuple[str, ...] = ("as-paper", "adaptive", "white-box")
+    scenarios: tuple[str, ...] = SCENARIOS
+    attack_settings: dict[str, AttackSettings] = field(default_factory=dict)
+    attacker_images: int = 2000
+    probe_images: int = 8
+    victim_datasets: tuple[str, ...] = _VICTIM_DATASETS
+    victims_per_dataset: int = 100
+    adaptive_extras: tuple[str, ...] = ()
+    refine: RefineSettings = RefineSettings()
+    grid_victims: int = 5
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+
+        def subset(name: str, known: list[str] | tuple[str, ...]) -> None:
+            got = getattr(self, name)
+            bad = [v for v in got if v not in known]
+            if bad or not got:
+                p.append(f"{name}={list(got)}: each must be one of {list(known)}, at least one")
+
+        subset("attacks", list_attacks())
+        subset("variants", list_variants())
+        subset("scenarios", SCENARIOS)
+        subset("victim_datasets", _VICTIM_DATASETS)
+        bad_extras = sorted(set(self.adaptive_extras) - set(EXTRAS))
+        if bad_extras:
+            p.append(f"adaptive_extras {bad_extras} unknown; known: {sorted(EXTRAS)}")
+        unknown = sorted(set(self.attack_settings) - set(list_attacks()))
+        if unknown:
+            p.append(f"attack_settings for unknown attacks {unknown}; known: {list_attacks()}")
+        for name in ("attacker_images", "probe_images", "victims_per_dataset", "threads"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                p.append(f"{name}={v!r} must be a positive integer")
+        if not isinstance(self.grid_victims, int) or self.grid_victims < 0:
+            p.append(f"grid_victims={self.grid_victims!r} must be an integer >= 0")
+        if not self.schemes:
+            p.append("schemes is empty")
+        if p:
+            raise ConfigError("invalid privacy configuration:\n  - " + "\n  - ".join(p))
+
+    def settings_for(self, attack: str) -> AttackSettings:
+        return self.attack_settings.get(attack, AttackSettings())
+
+    def load_protocol(self) -> ProtocolConfig:
+        return ProtocolConfig() if self.protocol is None else ProtocolConfig.load(self.protocol)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["attack_settings"] = {k: v.to_dict() for k, v in self.attack_settings.items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrivacyConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a privacy configuration must be a JSON object, got {type(data)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown privacy configuration keys {unknown}; known: {sorted(known)}"
+            )
+        kw: dict[str, Any] = {}
+        try:
+            for k, v in data.items():
+                if k == "attack_settings":
+                    kw[k] = {a: AttackSettings(**s) for a, s in v.items()}
+                elif k == "refine":
+                    kw[k] = RefineSettings(**v)
+                elif isinstance(v, list):
+                    kw[k] = tuple(v)
+                else:
+                    kw[k] = v
+        except TypeError as exc:
+            raise ConfigError(f"bad privacy configuration entry: {exc}") from None
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PrivacyConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"privacy configuration {p} not found")
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p} is not valid JSON: {exc}") from None

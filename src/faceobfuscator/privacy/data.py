@@ -1,0 +1,129 @@
+"""The attacker's faces and the victims.
+
+The attacker trains on aligned faces of training identities (:mod:`faceobfuscator.split`:
+people in no test pair). Victims are people of the test folds' same-person pairs (LFW
+``pairs.txt``; CFP frontal-frontal): the pair's first photo is the one whose features
+leak, the second is the reference that identity matching compares against. The two sets
+share no person, and :func:`check_disjoint` proves it by name key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import identity_names, list_images, name_key, prepared_path, read_manifest
+from ..errors import InputError
+from ..split import Split, benchmark_pairs
+
+__all__ = ["Victim", "attacker_entries", "victims", "check_disjoint", "load_faces"]
+
+
+@dataclass(frozen=True)
+class Victim:
+    """One victim: dataset, identity folder, name key, attacked and reference photos (aligned
+    PNG paths)."""
+
+    dataset: str
+    identity: str
+    key: str
+    probe: Path
+    reference: Path
+
+
+def _aligned(aligned_dir: Path, dataset: str) -> dict[str, Path]:
+    """source relpath -> aligned PNG for every written entry of a prepared dataset."""
+    folder = aligned_dir / dataset
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise InputError(
+            f"no prepared {dataset} faces under {folder}; run `faceobf data prepare {dataset}`"
+        )
+    return {
+        src: prepared_path(folder, src)
+        for src, e in manifest.items()
+        if e.outcome != "failed" and e.output is not None
+    }
+
+
+def attacker_entries(
+    split: Split, aligned_dir: str | Path, datasets_root: str | Path
+) -> list[tuple[str, Path]]:
+    """``(name key, aligned PNG)`` for every prepared face of a training identity (LFW, and
+    the frontal photos of CFP), sorted."""
+    out = []
+    for dataset in ("lfw", "cfp"):
+        train = set(split.train.get(dataset, ()))
+        if not train:
+            continue
+        names = identity_names(dataset, datasets_root)
+        try:
+            aligned = _aligned(Path(aligned_dir), dataset)
+        except InputError:
+            continue  # a dataset not prepared yet just gives the attacker fewer faces
+        for identity, rel in list_images(dataset, datasets_root):
+            if identity in train and rel in aligned and "/profile/" not in rel:
+                out.append((name_key(names[identity]), aligned[rel]))
+    if not out:
+        raise InputError(f"no prepared faces of training identities under {aligned_dir}")
+    return sorted(out, key=lambda t: str(t[1]))
+
+
+def victims(
+    dataset: str,
+    split: Split,
+    aligned_dir: str | Path,
+    datasets_root: str | Path,
+    *,
+    count: int,
+    rng: np.random.Generator,
+) -> list[Victim]:
+    """Up to ``count`` victims, one per person, from the same-person pairs of the test folds
+    of ``dataset`` (``"lfw"`` or ``"cfp"``, frontal-frontal), drawn at random."""
+    bench = {"lfw": "lfw", "cfp": "cfp-ff"}.get(dataset)
+    if bench is None:
+        raise InputError(f"unknown victim dataset {dataset!r}; known: ['lfw', 'cfp']")
+    names = identity_names(dataset, datasets_root)
+    aligned = _aligned(Path(aligned_dir), dataset)
+    folds = set(split.test_folds)
+    people: dict[str, Victim] = {}
+    for pair in benchmark_pairs(bench, datasets_root):
+        if not pair.same or pair.fold not in folds:
+            continue
+        identity = pair.path_a.split("/", 1)[0]
+        if identity in people or pair.path_a not in aligned or pair.path_b not in aligned:
+            continue
+        key = name_key(names[identity])
+        people[identity] = Victim(
+            dataset, identity, key, aligned[pair.path_a], aligned[pair.path_b]
+        )
+    chosen = sorted(people)
+    if len(chosen) > count:
+        chosen = sorted(rng.choice(chosen, size=count, replace=False).tolist())
+    return [people[c] for c in chosen]
+
+
+def check_disjoint(attacker_keys: set[str], victim_list: list[Victim], split: Split) -> None:
+    """Raise unless no victim is an attacker identity and every victim is a test person."""
+    shared = sorted({v.key for v in victim_list} & attacker_keys)
+    if shared:
+        raise InputError(f"{len(shared)} victims are also attacker identities, e.g. {shared[:3]}")
+    test = set(split.test_keys)
+    outside = sorted(v.key for v in victim_list if v.key not in test)
+    if outside:
+        raise InputError(f"{len(outside)} victims are not test identities, e.g. {outside[:3]}")
+
+
+def load_faces(paths: list[Path]) -> np.ndarray:
+    """Aligned PNGs -> uint8 ``(N, S, S, 3)``."""
+    from ..alignment import load_image
+
+    if not paths:
+        raise InputError("no faces to load")
+    faces = [load_image(p) for p in paths]
+    shapes = {f.shape for f in faces}
+    if len(shapes) != 1:
+        raise InputError(f"aligned faces differ in shape: {sorted(shapes)}")
+    return np.stack(faces)
