@@ -22,7 +22,7 @@ from faceobfuscator.server.settings import ServerSettings
 from faceobfuscator.server.storage import ADD, open_storage
 
 from .fakes import faces, payloads
-from .procs import ServerProcess
+from .procs import launch_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -35,7 +35,7 @@ def test_sigkill_during_enrolment_burst_loses_nothing_acknowledged(tmp_path, key
     pool = payloads(faces(8, seed=3), seed=4)
     admin = {"Authorization": f"Bearer {keys['admin']}"}
 
-    server = ServerProcess(
+    server = launch_server(
         model=model, db_url=f"sqlite:///{db}", keys=keys, log=tmp_path / "a.log", env=env
     )
     server.wait_ready()
@@ -103,7 +103,7 @@ def test_sigkill_during_enrolment_burst_loses_nothing_acknowledged(tmp_path, key
     finally:
         storage.close()
 
-    again = ServerProcess(
+    again = launch_server(
         model=model, db_url=f"sqlite:///{db}", keys=keys, log=tmp_path / "b.log", env=env
     )
     try:

@@ -15,7 +15,7 @@ from faceobfuscator.server.keys import new_cache_key
 from faceobfuscator.server.storage import ADD, DELETE, open_storage
 
 from .fakes import faces, payloads
-from .procs import ServerProcess
+from .procs import launch_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 SUBJECTS = [f"s{i}" for i in range(5)]
@@ -63,7 +63,7 @@ def test_concurrent_enrol_and_delete_across_processes(tmp_path, keys, pg_url):
     cache_key = new_cache_key()
     env = {"FACEOBF_SYNC_INTERVAL_S": "0.2", "FACEOBF_CACHE_KEY": cache_key}
     servers = [
-        ServerProcess(model=model, db_url=pg_url, keys=keys, log=tmp_path / f"s{i}.log", env=env)
+        launch_server(model=model, db_url=pg_url, keys=keys, log=tmp_path / f"s{i}.log", env=env)
         for i in range(2)
     ]
     admin = {"Authorization": f"Bearer {keys['admin']}"}
