@@ -35,7 +35,9 @@ def client_pipeline_figure(
     back = recover(sent, config)
     k = config.n_channels
     cols = 1 + 3 * k
-    fig, axes = plt.subplots(len(faces), cols, figsize=(1.9 * cols, 2.0 * len(faces)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(faces), cols, figsize=(1.9 * cols, 2.0 * len(faces)), squeeze=False
+    )
     titles = ["aligned face"]
     titles += [f"channel {c} (normalised)" for c in config.channels]
     titles += [f"sent: channel {c}\nsign x log2|e|" for c in config.channels]
@@ -49,7 +51,9 @@ def client_pipeline_figure(
             row[1 + j].imshow(img, cmap="gray", vmin=-lim, vmax=lim)
             e = sent[r, j].to(torch.float64)
             logmag = torch.log2(e.abs().clamp_min(1e-38))
-            row[1 + k + j].imshow((torch.sign(e) * (logmag - logmag.min())).numpy(), cmap="coolwarm")
+            row[1 + k + j].imshow(
+                (torch.sign(e) * (logmag - logmag.min())).numpy(), cmap="coolwarm"
+            )
             exp = float(torch.log2(e.abs().max()))
             row[1 + k + j].set_xlabel(f"max|e| = 2^{exp:.1f}", fontsize=7)
             img, lim = _symmetric(back[r, j].numpy())
