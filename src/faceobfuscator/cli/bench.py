@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, help="also write the JSON here")
     t.set_defaults(func=_transform)
 
+    from .bench_server import add_server_parser
+
+    add_server_parser(kinds)
+
 
 def _transform(args: argparse.Namespace) -> int:
     from ..bench import transform_benchmark
