@@ -209,7 +209,5 @@ class ChallengeModel(RuleBasedStateMachine):
         self.tmp.cleanup()
 
 
-ChallengeModel.TestCase.settings = settings(
-    max_examples=15, stateful_step_count=15, deadline=None
-)
+ChallengeModel.TestCase.settings = settings(max_examples=15, stateful_step_count=15, deadline=None)
 test_challenge_model = ChallengeModel.TestCase

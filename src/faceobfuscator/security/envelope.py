@@ -78,9 +78,7 @@ class MasterKey:
         """Parse the base64 (standard or url-safe, padding optional) form the settings hold."""
         text = text.strip()
         try:
-            raw = base64.urlsafe_b64decode(
-                text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4)
-            )
+            raw = _b64decode(text)
         except ValueError:
             raise KeyFileError("the master key is not valid base64") from None
         return cls(raw)
@@ -125,9 +123,7 @@ def record_key_id(blob: bytes) -> str:
     return _HEADER.unpack_from(blob)[2].hex()
 
 
-def encrypt_record(
-    plaintext: bytes, master: MasterKey, *, subject: str, record_id: int
-) -> bytes:
+def encrypt_record(plaintext: bytes, master: MasterKey, *, subject: str, record_id: int) -> bytes:
     """Encrypt one record under a fresh data key wrapped by ``master``."""
     data_key = secrets.token_bytes(_KEY)
     return _wrap(master, data_key) + _seal_data(data_key, plaintext, subject, record_id)
@@ -216,8 +212,12 @@ def _seal_data(data_key: bytes, plaintext: bytes, subject: str, record_id: int) 
 def _data_aad(subject: str, record_id: int) -> bytes:
     # length-prefixed so that no (subject, id) pair encodes like another
     s = subject.encode("utf-8")
-    return b"FOBE-DATA" + bytes([_VERSION]) + struct.pack(">I", len(s)) + s + struct.pack(
-        ">q", record_id
+    return (
+        b"FOBE-DATA"
+        + bytes([_VERSION])
+        + struct.pack(">I", len(s))
+        + s
+        + struct.pack(">q", record_id)
     )
 
 
@@ -233,3 +233,9 @@ def _check_shape(blob: bytes) -> None:
             "a stored record is not an encrypted envelope of version "
             f"{_VERSION}: it was stored in plain mode or is corrupt"
         )
+
+
+def _b64decode(text: str) -> bytes:
+    # either alphabet, padding optional; anything else is an error, not silently dropped
+    t = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    return base64.b64decode(t + "=" * (-len(t) % 4), validate=True)

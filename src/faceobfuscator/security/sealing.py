@@ -69,8 +69,7 @@ class ServerPublicKey:
         raw = bytes(raw)
         if len(raw) != _PUBLIC_RAW:
             raise KeyFileError(
-                f"a server public key is {_PUBLIC_RAW} bytes (uncompressed P-256), "
-                f"got {len(raw)}"
+                f"a server public key is {_PUBLIC_RAW} bytes (uncompressed P-256), got {len(raw)}"
             )
         try:
             self._key = _SUITE.KEM.decode_public_key(raw)
@@ -84,7 +83,7 @@ class ServerPublicKey:
     def from_base64(cls, text: str) -> ServerPublicKey:
         """Parse the base64url form that ``/v1/protocol`` publishes."""
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = _b64decode(text)
         except ValueError:
             raise KeyFileError("the server public key is not valid base64url") from None
         return cls(raw)
@@ -225,7 +224,9 @@ def open_sealed(
     enc = blob[_HEADER.size : _HEADER.size + _ENC]
     ciphertext = blob[_HEADER.size + _ENC :]
     try:
-        return _SUITE.open(enc, match[0]._private, _INFO, blob[: _HEADER.size] + bytes(aad), ciphertext)
+        return _SUITE.open(
+            enc, match[0]._private, _INFO, blob[: _HEADER.size] + bytes(aad), ciphertext
+        )
     except (InvalidTag, ValueError):
         raise SealError(
             "sealed payload does not authenticate: it was tampered with, or it was sealed "
@@ -260,3 +261,9 @@ def pin_server_key(
 
 def _header(key_id: bytes) -> bytes:
     return _HEADER.pack(_MAGIC, _VERSION, _SUITE.KEM.ID, _SUITE.KDF.ID, _SUITE.AEAD.ID, key_id)
+
+
+def _b64decode(text: str) -> bytes:
+    # either alphabet, padding optional; anything else is an error, not silently dropped
+    t = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    return base64.b64decode(t + "=" * (-len(t) % 4), validate=True)
