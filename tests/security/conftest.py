@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .dbs import PostgresDB, PostgresError, PostgresServer, SQLiteDB
+from ..server.pg import PostgresUnavailable, temporary_postgres
+from .dbs import PostgresDB, SQLiteDB, new_schema
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL server (FACEOBF_TEST_PG_URL, or a temporary one)."""
+    given = os.environ.get("FACEOBF_TEST_PG_URL")
+    if given:
+        yield given
+        return
     try:
-        server.start()
-    except (PostgresError, OSError, KeyError) as exc:
-        server.stop()
-        pytest.fail(f"cannot start the throwaway PostgreSQL server: {exc}", pytrace=False)
-    yield server
-    server.stop()
+        with temporary_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is needed by the security tests and could not start: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -29,7 +33,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteDB | Po
     if request.param == "sqlite":
         database = SQLiteDB(tmp_path / "security.db")
     else:
-        server = request.getfixturevalue("postgres_server")
-        database = PostgresDB(server.new_database())
+        database = PostgresDB(new_schema(request.getfixturevalue("postgres_url")))
     yield database
     database.close()

@@ -1,26 +1,15 @@
-"""Test databases for the security stores: a SQLite file and a throwaway PostgreSQL server.
-
-:class:`PostgresServer` starts a real PostgreSQL 15 from Debian's binaries in a temporary
-directory, listening on a Unix socket only; as root it runs as ``nobody`` (PostgreSQL
-refuses to run as root). Import it rather than copying it.
-"""
+"""Test databases for the security stores: SQLite files and schemas on the throwaway
+PostgreSQL server of the server tests (:mod:`tests.server.pg`)."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-PG_BIN = Path(os.environ.get("FACEOBF_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 # the gallery tables the envelope store works on (a subset of the server's schema)
 GALLERY_SCHEMA = {
@@ -140,76 +129,15 @@ class PostgresDB:
         self._local = threading.local()
 
 
-class PostgresError(RuntimeError):
-    pass
+def new_schema(server_url: str) -> str:
+    """An empty schema of its own on the test server (much faster than CREATE DATABASE);
+    returns a URL whose connections see only that schema."""
+    import psycopg
 
-
-class PostgresServer:
-    """A throwaway PostgreSQL server in a temporary directory (Unix socket, no TCP, fsync
-    off). ``new_database()`` gives each test a schema of its own."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="faceobf-pg-"))
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:
-            nobody = pwd.getpwnam("nobody")
-            os.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
-            self._as_user = ["runuser", "-u", "nobody", "--"]
-        self.data = self.dir / "data"
-        self.port = 5432
-        self._started = False
-
-    def _run(self, *args: str) -> None:
-        cmd = [*self._as_user, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.dir)
-        if proc.returncode != 0:
-            log = self.dir / "log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise PostgresError(
-                f"`{' '.join(args[:2])}` failed ({proc.returncode}): "
-                f"{proc.stderr.strip()[-2000:]}\n{tail}"
-            )
-
-    def start(self) -> PostgresServer:
-        if not (PG_BIN / "pg_ctl").exists():
-            raise PostgresError(
-                f"PostgreSQL binaries not found in {PG_BIN}; install postgresql-15 "
-                "(apt-get install postgresql) or set FACEOBF_PG_BIN"
-            )
-        self._run(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--no-sync", "-E", "UTF8",
-        )  # fmt: skip
-        self._run(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-            "-o", f"-k {self.dir} -p {self.port} -c listen_addresses='' -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off",
-            "start",
-        )  # fmt: skip
-        self._started = True
-        return self
-
-    def conninfo(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@/{dbname}?host={self.dir}&port={self.port}"
-
-    def new_database(self) -> str:
-        """An empty schema of its own (much faster than CREATE DATABASE); returns a URL
-        whose connections see only that schema."""
-        import psycopg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {name}")
-        return self.conninfo() + f"&options=-c%20search_path%3D{name}"
-
-    def stop(self) -> None:
-        if self._started:
-            try:
-                self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-            except PostgresError:
-                pass
-            self._started = False
-        shutil.rmtree(self.dir, ignore_errors=True)
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    return server_url + f"?options=-c%20search_path%3D{name}"
 
 
 def create_gallery(db: SQLiteDB | PostgresDB) -> None:
