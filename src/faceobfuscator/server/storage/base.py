@@ -4,7 +4,8 @@ Tables::
 
     subjects        id, name (unique), created_at
     templates       id, subject_id -> subjects, payload (the client's obfuscated payload,
-                    as sent), protocol_hash, created_at
+                    as sent, or its envelope encryption when a master key is set, see
+                    faceobfuscator.security.envelope), protocol_hash, created_at
     embedding_cache template_id -> templates, model_hash, sealed (AES-GCM, optional)
     changes         seq, op (1 add, 2 delete), template_id: the change log
 
@@ -57,6 +58,8 @@ class Change:
 
 
 Sealer = Callable[[int], bytes]
+#: Encrypts a payload for storage, given its subject's name and template id.
+Protector = Callable[[str, int, bytes], bytes]
 
 _SUBJECT_COLUMNS = """
     SELECT s.name, s.created_at, COUNT(t.id)
@@ -88,6 +91,19 @@ class SQLStorage:
 
     def _q(self, sql: str) -> str:
         return sql if self.paramstyle == "?" else sql.replace("?", self.paramstyle)
+
+    # transactions for other stores in the same database (challenges, key rotation)
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.paramstyle == "?" else "postgresql"
+
+    def write(self) -> AbstractContextManager[Any]:
+        """A serialised read-write transaction yielding a cursor."""
+        return self._write()
+
+    def read(self) -> AbstractContextManager[Any]:
+        return self._read()
 
     # subjects
 
@@ -179,11 +195,16 @@ class SQLStorage:
         protocol_hash: str,
         seal: Sealer | None = None,
         model_hash: str = "",
+        protect: Protector | None = None,
     ) -> TemplateRef:
         """Store one payload for subject ``name``, with its sealed embedding when ``seal``
         is given, in one transaction."""
         return self.add_templates(
-            [(name, payload)], protocol_hash=protocol_hash, seal=seal, model_hash=model_hash
+            [(name, payload)],
+            protocol_hash=protocol_hash,
+            seal=seal,
+            model_hash=model_hash,
+            protect=protect,
         )[0]
 
     def add_templates(
@@ -194,8 +215,12 @@ class SQLStorage:
         seal: Sealer | None = None,
         model_hash: str = "",
         create_subjects: bool = False,
+        protect: Protector | None = None,
     ) -> list[TemplateRef]:
-        """Store ``(subject name, payload)`` pairs in one transaction: all or none."""
+        """Store ``(subject name, payload)`` pairs in one transaction: all or none.
+
+        ``protect`` (encrypted storage) replaces each payload by what it returns for the
+        subject's name and the template's id, which the row gets on insertion."""
         now = time.time()
         refs: list[TemplateRef] = []
         with self._write() as cur:
@@ -216,9 +241,16 @@ class SQLStorage:
                         "INSERT INTO templates (subject_id, payload, protocol_hash, created_at) "
                         "VALUES (?, ?, ?, ?) RETURNING id"
                     ),
-                    (ids[name], payload, protocol_hash, now),
+                    # encrypted storage inserts a placeholder: the plain payload must not
+                    # reach the disk even as a dead row version
+                    (ids[name], payload if protect is None else b"", protocol_hash, now),
                 )
                 tid = int(cur.fetchone()[0])
+                if protect is not None:
+                    cur.execute(
+                        self._q("UPDATE templates SET payload = ? WHERE id = ?"),
+                        (protect(name, tid, payload), tid),
+                    )
                 if seal is not None:
                     cur.execute(
                         self._q(
