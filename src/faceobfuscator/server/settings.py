@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..security.envelope import MasterKey, MasterKeyring
 
 __all__ = ["ServerSettings", "SETTINGS_FILE_ENV"]
 
@@ -53,9 +55,22 @@ class ServerSettings(BaseSettings):
         pg_pool_size: PostgreSQL connections per process.
         embed_batch: templates per model call when building the index at start-up.
         max_top_k: the largest ``top_k`` that identify accepts.
+        sealing_key_file: the server's sealing key (``faceobf keys new-server``, mode 0600).
+            With it, ``/v1/protocol`` publishes the public key, ``/v1/challenge`` issues
+            single-use challenges, and enrol, verify and identify accept payloads sealed to
+            the key and bound to a challenge. Plain payloads offer no replay protection.
+        require_sealed: refuse plain payloads (needs ``sealing_key_file``).
+        challenge_ttl_s: how long a challenge stays good.
+        master_key: base64 32-byte key (``faceobf keys new-master``); set it to store
+            templates encrypted (envelope encryption, see ``faceobfuscator.security``).
+        previous_master_keys: keys still accepted for reading while ``faceobf keys rotate``
+            moves the gallery to ``master_key``; remove them when it has finished.
     """
 
-    model_config = SettingsConfigDict(env_prefix="FACEOBF_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a malformed key must not be echoed into logs
+    model_config = SettingsConfigDict(
+        env_prefix="FACEOBF_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     model_dir: Path
     db_url: str = "sqlite:///gallery.db"
@@ -70,6 +85,11 @@ class ServerSettings(BaseSettings):
     pg_pool_size: int = Field(default=4, ge=1, le=64)
     embed_batch: int = Field(default=32, ge=1, le=1024)
     max_top_k: int = Field(default=100, ge=1)
+    sealing_key_file: Path | None = None
+    require_sealed: bool = False
+    challenge_ttl_s: float = Field(default=120.0, gt=0, le=3600)
+    master_key: SecretStr | None = None
+    previous_master_keys: tuple[SecretStr, ...] = ()
 
     @field_validator("admin_key_hashes", "client_key_hashes")
     @classmethod
@@ -99,6 +119,37 @@ class ServerSettings(BaseSettings):
         if value is not None and len(_decode_key(value.get_secret_value())) != 32:
             raise ValueError("cache_key must be 32 bytes in base64url (faceobf apikey --cache)")
         return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            MasterKey.from_base64(value.get_secret_value())  # raises a ValueError
+        return value
+
+    @field_validator("previous_master_keys")
+    @classmethod
+    def _previous_master_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            MasterKey.from_base64(key.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _sealing_required_needs_a_key(self) -> ServerSettings:
+        if self.require_sealed and self.sealing_key_file is None:
+            raise ValueError("require_sealed needs sealing_key_file (faceobf keys new-server)")
+        return self
+
+    def master_keyring(self) -> MasterKeyring | None:
+        """The template encryption keys, or None when templates are stored in plain."""
+        if self.master_key is None:
+            return None
+        return MasterKeyring(
+            MasterKey.from_base64(self.master_key.get_secret_value()),
+            previous=[
+                MasterKey.from_base64(k.get_secret_value()) for k in self.previous_master_keys
+            ],
+        )
 
     def cache_key_bytes(self) -> bytes | None:
         """The embedding-cache key as bytes, or None when the cache is off."""
