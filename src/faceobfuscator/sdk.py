@@ -9,17 +9,14 @@ an ``application/octet-stream`` request. The protocol comes from the server's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from .client import ImageSource, protect_image
+from .client import Aligner, ImageSource, protect_image
 from .config import ProtocolConfig
 from .errors import ConfigError, FaceObfuscatorError
-
-if TYPE_CHECKING:
-    from .alignment import FaceAligner
 
 __all__ = ["Client", "APIError", "Enrolment", "Verification", "Candidate", "Identification"]
 
@@ -86,13 +83,13 @@ class Client:
         api_key: str,
         *,
         timeout: float = 30.0,
-        aligner: FaceAligner | None = None,
+        aligner: Aligner | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         self._http = http or httpx.Client(base_url=url, timeout=timeout)
         self._owns_http = http is None
         self._auth = {"Authorization": f"Bearer {api_key}"}
-        self._aligner = aligner
+        self._aligner: Aligner | None = aligner
         self._protocol: ProtocolConfig | None = None
 
     def __enter__(self) -> Client:
