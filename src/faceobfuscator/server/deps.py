@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+import anyio
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..security.channel import SealedReceiver
+from ..security.sealing import SEAL_OVERHEAD
 from .errors import PayloadTooLargeError
 from .keys import KeyRing, Role
 from .service import GalleryService
 
-__all__ = ["get_service", "get_keyring", "require", "payload_body", "PAYLOAD_MEDIA_TYPE"]
+__all__ = [
+    "get_service",
+    "get_keyring",
+    "get_receiver",
+    "require",
+    "payload_body",
+    "payload_for",
+    "PAYLOAD_MEDIA_TYPE",
+    "SEALED_MEDIA_TYPE",
+]
 
 PAYLOAD_MEDIA_TYPE = "application/octet-stream"
+#: A payload sealed to the server's key and bound to a challenge (see /v1/protocol).
+SEALED_MEDIA_TYPE = "application/vnd.faceobfuscator.sealed"
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer fo_...")
 
@@ -25,6 +40,11 @@ def get_service(request: Request) -> GalleryService:
 
 def get_keyring(request: Request) -> KeyRing:
     return request.app.state.keyring
+
+
+def get_receiver(request: Request) -> SealedReceiver | None:
+    """The sealed-request receiver; None in plain mode."""
+    return getattr(request.app.state, "receiver", None)
 
 
 def require(role: Role) -> Callable[..., Role]:
@@ -64,13 +84,81 @@ async def payload_body(
 ) -> bytes:
     """The raw request body, refused beyond the server's payload limit without reading
     more than the limit."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != PAYLOAD_MEDIA_TYPE:
+    if _media_type(request) != PAYLOAD_MEDIA_TYPE:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             f"send the payload as the raw body with Content-Type: {PAYLOAD_MEDIA_TYPE}",
         )
-    limit = service.max_payload_bytes
+    return await _read_body(request, service.max_payload_bytes)
+
+
+def payload_for(operation: str) -> Callable[..., Awaitable[bytes]]:
+    """A dependency giving the payload of an ``operation`` request: the raw body
+    (``application/octet-stream``, plain mode), or the payload inside a sealed body
+    (``application/vnd.faceobfuscator.sealed``), opened only if it is sealed for this
+    request's challenge, operation and subject, and the challenge is then spent."""
+
+    async def payload(
+        request: Request,
+        service: Annotated[GalleryService, Depends(get_service)],
+        receiver: Annotated[SealedReceiver | None, Depends(get_receiver)],
+        challenge: Annotated[
+            str | None,
+            Query(description="sealed payloads: the challenge from POST /v1/challenge"),
+        ] = None,
+    ) -> bytes:
+        media = _media_type(request)
+        if media == SEALED_MEDIA_TYPE:
+            if receiver is None:
+                raise HTTPException(
+                    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                    "this server has no sealing key; send plain payloads "
+                    f"(Content-Type: {PAYLOAD_MEDIA_TYPE})",
+                )
+            if challenge is None:
+                raise HTTPException(
+                    422,
+                    "a sealed payload needs the query parameter challenge=<id> from "
+                    "POST /v1/challenge",
+                )
+            blob = await _read_body(request, service.max_payload_bytes + SEAL_OVERHEAD)
+            subject = "" if operation == "identify" else _subject(request)
+            return await anyio.to_thread.run_sync(
+                partial(
+                    receiver.open,
+                    blob,
+                    challenge_id=challenge,
+                    operation=operation,
+                    subject=subject,
+                )
+            )
+        if media == PAYLOAD_MEDIA_TYPE:
+            if receiver is not None and receiver.required:
+                raise HTTPException(
+                    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                    "this server accepts sealed payloads only (plain ones offer no replay "
+                    f"protection); send Content-Type: {SEALED_MEDIA_TYPE}, see /v1/protocol",
+                )
+            return await _read_body(request, service.max_payload_bytes)
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"send the payload as the raw body with Content-Type: {PAYLOAD_MEDIA_TYPE} "
+            f"(plain) or {SEALED_MEDIA_TYPE} (sealed)",
+        )
+
+    return payload
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _subject(request: Request) -> str:
+    # enrol names the subject in the path, verify in the query
+    return str(request.path_params.get("subject") or request.query_params.get("subject", ""))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(limit)

@@ -7,13 +7,16 @@ Payloads are not JSON: they travel as the raw request body with
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SUBJECT_PATTERN",
     "ProtocolOut",
+    "SealingOut",
+    "ChallengeIn",
+    "ChallengeOut",
     "HealthOut",
     "SubjectIn",
     "SubjectOut",
@@ -35,6 +38,18 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class SealingOut(_Out):
+    """How to seal payloads to this server (see ``faceobfuscator.security``)."""
+
+    public_key: str = Field(description="base64url of the uncompressed P-256 public key")
+    key_id: str = Field(description="first 16 hex digits of the fingerprint")
+    fingerprint: str = Field(description="SHA-256 of the public key: pin it in clients")
+    suite: str
+    media_type: str
+    required: bool = Field(description="plain payloads are refused")
+    challenge_ttl_s: float
+
+
 class ProtocolOut(_Out):
     """What a client needs to make payloads this server accepts."""
 
@@ -43,6 +58,31 @@ class ProtocolOut(_Out):
     format_version: int
     payload_bytes: int = Field(description="exact size of one payload")
     payload_media_type: str = "application/octet-stream"
+    sealing: SealingOut | None = Field(
+        default=None, description="present when the server accepts sealed payloads"
+    )
+    replay_protection: bool = Field(
+        default=False,
+        description="true only when sealed payloads are required. In plain mode a captured "
+        "payload, or a leaked feature obfuscated again, is accepted like a fresh capture.",
+    )
+
+
+class ChallengeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operation: Literal["enroll", "verify", "identify"]
+    subject: str = Field(
+        default="",
+        pattern=r"^$|" + SUBJECT_PATTERN,
+        description="the subject to enrol or verify; empty for identify",
+    )
+
+
+class ChallengeOut(_Out):
+    challenge: str = Field(description="single use: send it with one sealed payload")
+    operation: str
+    subject: str
+    expires_at: float = Field(description="seconds since the epoch")
 
 
 class HealthOut(_Out):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..deps import PAYLOAD_MEDIA_TYPE
+from ..deps import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from ..schemas import ErrorOut
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 PAYLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "one payload as made by the client (faceobfuscator.encode_payload)",
-        "content": {PAYLOAD_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "one payload as made by the client (faceobfuscator.encode_payload): "
+        f"plain ({PAYLOAD_MEDIA_TYPE}; no replay protection), or sealed to the server's key "
+        f"and bound to a challenge ({SEALED_MEDIA_TYPE}, with ?challenge=)",
+        "content": {PAYLOAD_MEDIA_TYPE: _BINARY, SEALED_MEDIA_TYPE: _BINARY},
     }
 }
 

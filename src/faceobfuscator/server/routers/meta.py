@@ -7,25 +7,42 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from ...payload import payload_size
-from ..deps import get_service
+from ...security.channel import SUITE_NAME, SealedReceiver
+from ..deps import SEALED_MEDIA_TYPE, get_receiver, get_service
 from ..errors import StorageError
-from ..schemas import HealthOut, ProtocolOut
+from ..schemas import HealthOut, ProtocolOut, SealingOut
 from ..service import GalleryService
 
 router = APIRouter(prefix="/v1", tags=["meta"])
 
 Service = Annotated[GalleryService, Depends(get_service)]
+Receiver = Annotated[SealedReceiver | None, Depends(get_receiver)]
 
 
 @router.get("/protocol", response_model=ProtocolOut)
-def protocol(service: Service) -> ProtocolOut:
-    """The protocol configuration clients must use to make payloads."""
+def protocol(service: Service, receiver: Receiver) -> ProtocolOut:
+    """The protocol configuration clients must use to make payloads, and the server's
+    sealing key when it has one."""
     config = service.protocol
+    sealing = None
+    if receiver is not None:
+        key = receiver.public_key
+        sealing = SealingOut(
+            public_key=key.to_base64(),
+            key_id=key.key_id,
+            fingerprint=key.fingerprint,
+            suite=SUITE_NAME,
+            media_type=SEALED_MEDIA_TYPE,
+            required=receiver.required,
+            challenge_ttl_s=receiver.challenges.ttl_s,
+        )
     return ProtocolOut(
         config=config.to_dict(),
         config_hash=config.hash,
         format_version=config.format_version,
         payload_bytes=payload_size(config),
+        sealing=sealing,
+        replay_protection=receiver is not None and receiver.required,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from ..deps import get_service, payload_body, require
+from ..deps import get_service, payload_for, require
 from ..keys import Role
 from ..schemas import SUBJECT_PATTERN, CandidateOut, IdentifyOut, VerifyOut
 from ..service import GalleryService
@@ -16,18 +16,21 @@ router = APIRouter(
     prefix="/v1",
     tags=["recognition"],
     dependencies=[Depends(require(Role.CLIENT))],
-    responses=errors(401, 413, 415, 422),
+    responses=errors(401, 409, 413, 415, 422),
 )
 
 Service = Annotated[GalleryService, Depends(get_service)]
-Payload = Annotated[bytes, Depends(payload_body)]
+VerifyPayload = Annotated[bytes, Depends(payload_for("verify"))]
+IdentifyPayload = Annotated[bytes, Depends(payload_for("identify"))]
 
 
 @router.post(
     "/verify", response_model=VerifyOut, openapi_extra=PAYLOAD_BODY, responses=errors(404, 409)
 )
 def verify(
-    subject: Annotated[str, Query(pattern=SUBJECT_PATTERN)], payload: Payload, service: Service
+    subject: Annotated[str, Query(pattern=SUBJECT_PATTERN)],
+    payload: VerifyPayload,
+    service: Service,
 ) -> VerifyOut:
     """Is the payload's face the subject's? Decided at the model's calibrated threshold."""
     v = service.verify(subject, payload)
@@ -36,7 +39,7 @@ def verify(
 
 @router.post("/identify", response_model=IdentifyOut, openapi_extra=PAYLOAD_BODY)
 def identify(
-    payload: Payload, service: Service, top_k: Annotated[int, Query(ge=1)] = 5
+    payload: IdentifyPayload, service: Service, top_k: Annotated[int, Query(ge=1)] = 5
 ) -> IdentifyOut:
     """The ``top_k`` enrolled subjects most similar to the payload's face, best first."""
     if top_k > service.max_top_k:

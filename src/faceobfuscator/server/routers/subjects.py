@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from ..deps import get_service, payload_body, require
+from ..deps import get_service, payload_for, require
 from ..keys import Role
 from ..schemas import (
     SUBJECT_PATTERN,
@@ -73,10 +73,10 @@ def delete_subject(subject: Subject, service: Service) -> Response:
     status_code=status.HTTP_201_CREATED,
     response_model=TemplateOut,
     openapi_extra=PAYLOAD_BODY,
-    responses=errors(404, 413, 415, 422),
+    responses=errors(404, 409, 413, 415, 422),
 )
 def enrol(
-    subject: Subject, payload: Annotated[bytes, Depends(payload_body)], service: Service
+    subject: Subject, payload: Annotated[bytes, Depends(payload_for("enroll"))], service: Service
 ) -> TemplateOut:
     """Enrol one payload for the subject; nothing is stored unless it is valid."""
     done = service.enrol(subject, payload)
