@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..errors import InputError, PayloadError
+from ..security.errors import ChallengeError
 from .cache import EmbeddingSealer
 from .embedder import Embedder, ModelEmbedder
 from .errors import (
@@ -29,7 +30,8 @@ from .errors import (
     UnknownTemplateError,
 )
 from .keys import KeyRing
-from .routers import meta, recognition, subjects
+from .protection import build_receiver, build_vault
+from .routers import challenges, meta, recognition, subjects
 from .service import GalleryService
 from .settings import ServerSettings
 from .storage import open_storage
@@ -60,6 +62,7 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         max_payload_bytes=settings.max_payload_bytes,
         embed_batch=settings.embed_batch,
         max_top_k=settings.max_top_k,
+        vault=build_vault(settings),
     )
     try:
         service.start()
@@ -93,6 +96,13 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = await anyio.to_thread.run_sync(lambda: build_service(settings, embedder=embedder))
+        try:
+            app.state.receiver = await anyio.to_thread.run_sync(
+                lambda: build_receiver(settings, service.storage, service.protocol)
+            )
+        except BaseException:
+            service.close()
+            raise
         follower = _Follower(service, settings.sync_interval_s)
         follower.start()
         app.state.service = service
@@ -110,7 +120,8 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         lifespan=lifespan,
     )
     app.state.keyring = KeyRing(admin=settings.admin_key_hashes, client=settings.client_key_hashes)
-    for router in (meta.router, subjects.router, recognition.router):
+    app.state.receiver = None
+    for router in (meta.router, subjects.router, recognition.router, challenges.router):
         app.include_router(router)
     _install_error_handlers(app)
     return app
@@ -125,6 +136,7 @@ def create_app_from_env() -> FastAPI:
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (PayloadTooLargeError, 413),
     (PayloadError, 422),
+    (ChallengeError, 409),
     (UnknownSubjectError, 404),
     (UnknownTemplateError, 404),
     (SubjectExistsError, 409),

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..payload import decode_payload, payload_size
+from ..security.envelope import TemplateVault, is_envelope
+from ..security.errors import EnvelopeError
 from .cache import EmbeddingSealer
 from .embedder import Embedder
 from .errors import ModelMismatchError, NoTemplatesError, PayloadTooLargeError
@@ -64,6 +66,7 @@ class GalleryService:
         max_payload_bytes: largest payload accepted; default the protocol's payload size.
         embed_batch: payloads per model call when loading the gallery.
         max_top_k: the largest ``top_k`` the API accepts.
+        vault: encrypts templates at rest; None stores payloads as sent (plain).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class GalleryService:
         max_payload_bytes: int | None = None,
         embed_batch: int = 32,
         max_top_k: int = 100,
+        vault: TemplateVault | None = None,
     ) -> None:
         self.storage = storage
         self.embedder = embedder
@@ -83,6 +87,7 @@ class GalleryService:
         self.max_payload_bytes = max_payload_bytes or payload_size(self.protocol)
         self.embed_batch = embed_batch
         self.max_top_k = max_top_k
+        self.vault = vault
         self.index = EmbeddingIndex(embedder.dim)
         self._seq = 0
         self._sync_lock = threading.Lock()
@@ -146,13 +151,14 @@ class GalleryService:
                 if emb is not None:
                     found[tid] = emb
             todo = [t for t in todo if t not in found]
+        names = {r.template_id: r.name for r in refs}
         for i in range(0, len(todo), self.embed_batch):
             chunk = todo[i : i + self.embed_batch]
             payloads = self.storage.payloads(chunk)
             ids = [t for t in chunk if t in payloads]
             if not ids:
                 continue
-            feats = np.stack([self._decode(payloads[t]) for t in ids])
+            feats = np.stack([self._decode(self._stored(t, names[t], payloads[t])) for t in ids])
             embs = self._embed(feats)
             found.update(zip(ids, embs, strict=True))
             if self.sealer is not None:
@@ -171,6 +177,17 @@ class GalleryService:
             )
 
     # payloads
+
+    def _stored(self, template_id: int, name: str, blob: bytes) -> bytes:
+        """The payload of a stored row: decrypted when templates are stored encrypted."""
+        if self.vault is not None:
+            return self.vault.decrypt(blob, subject=name, template_id=template_id)
+        if is_envelope(blob):
+            raise EnvelopeError(
+                f"template {template_id} is stored encrypted and this server has no master "
+                "key; set FACEOBF_MASTER_KEY to the gallery's key"
+            )
+        return blob
 
     def _decode(self, data: bytes) -> np.ndarray:
         if len(data) > self.max_payload_bytes:
@@ -217,12 +234,16 @@ class GalleryService:
         stored unless the payload is valid."""
         emb = self.embed_payload(data)
         sealer = self.sealer
+        vault = self.vault
         ref = self.storage.add_template(
             name,
             data,
             protocol_hash=self.protocol.hash,
             seal=None if sealer is None else (lambda tid: sealer.seal(tid, emb)),
             model_hash="" if sealer is None else sealer.model_hash,
+            protect=None
+            if vault is None
+            else (lambda n, tid, p: vault.encrypt(p, subject=n, template_id=tid)),
         )
         with self._sync_lock:
             self._pending[ref.template_id] = emb
