@@ -289,3 +289,17 @@ def test_deleted_template_leaves_no_decryptable_bytes(tmp_path: Path) -> None:
     assert opened[keep] >= 1  # the scan does find live records
     assert opened[gone] == 0
     db.close()
+
+
+def test_a_plain_gallery_is_encrypted_by_rotating_from_no_key(db: SQLiteDB | PostgresDB) -> None:
+    create_gallery(db)
+    plain = add_templates(db, "ann", 4, OLD)
+    with db.write() as cur:  # store them as plain mode does: the payload itself
+        for tid, p in plain.items():
+            cur.execute(_q(db, "UPDATE templates SET payload = ? WHERE id = ?"), (p, tid))
+    report = rotate(SQLEnvelopeStore(db), None, NEW, batch=3)
+    assert (report.old_key_id, report.moved) == ("plain", 4)
+    assert_all_under(db, plain, NEW)
+    add_templates(db, "bob", 1, OLD)  # encrypted under another key: not a plain row
+    with pytest.raises(RotationError, match=f"already encrypted \\(under master key {OLD.key_id}"):
+        rotate(SQLEnvelopeStore(db), None, NEW)

@@ -37,6 +37,7 @@ __all__ = [
     "rewrap_record",
     "reencrypt_record",
     "record_key_id",
+    "is_envelope",
     "key_prefix",
     "ENVELOPE_OVERHEAD",
 ]
@@ -115,6 +116,11 @@ class MasterKeyring:
 def key_prefix(master: MasterKey) -> bytes:
     """The bytes every record encrypted or re-wrapped under ``master`` starts with."""
     return _HEADER.pack(_MAGIC, _VERSION, bytes.fromhex(master.key_id))
+
+
+def is_envelope(blob: bytes) -> bool:
+    """Whether ``blob`` looks like an encrypted record (rather than a plain payload)."""
+    return bytes(blob[: len(_MAGIC)]) == _MAGIC
 
 
 def record_key_id(blob: bytes) -> str:
@@ -231,7 +237,8 @@ def _check_shape(blob: bytes) -> None:
     if magic != _MAGIC or version != _VERSION:
         raise EnvelopeError(
             "a stored record is not an encrypted envelope of version "
-            f"{_VERSION}: it was stored in plain mode or is corrupt"
+            f"{_VERSION}: it is corrupt, or it was stored in plain mode (encrypt a plain "
+            "gallery with `faceobf keys rotate --from-plain`)"
         )
 
 

@@ -10,7 +10,8 @@ reaches the end it starts over until one full pass finds nothing under the old k
 catches rows that processes still configured with the old key wrote meanwhile.
 
 Run API processes with the keyring ``MasterKeyring(new, previous=[old])`` during the
-rotation; remove the old key from their settings once it has finished.
+rotation; remove the old key from their settings once it has finished. With no old key
+(``old_master=None``) the same routine encrypts a gallery that was stored in plain mode.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .envelope import MasterKey, key_prefix, record_key_id, reencrypt_record, rewrap_record
+from .envelope import (
+    MasterKey,
+    encrypt_record,
+    is_envelope,
+    key_prefix,
+    record_key_id,
+    reencrypt_record,
+    rewrap_record,
+)
 from .errors import EnvelopeError, RotationError
 from .sql import Transactions, create_schema, placeholders
 
@@ -34,6 +43,9 @@ __all__ = [
 
 #: Full passes that may still find rows written under the old key before rotation gives up.
 MAX_PASSES = 4
+
+#: The "key id" of plain-mode rows, when a plain gallery is encrypted.
+PLAIN = "plain"
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,7 @@ class SQLEnvelopeStore:
 
 def rotate(
     store: EnvelopeStore,
-    old_master: MasterKey,
+    old_master: MasterKey | None,
     new_master: MasterKey,
     *,
     batch: int = 500,
@@ -190,6 +202,8 @@ def rotate(
     """Move every record of ``store`` from ``old_master`` to ``new_master``.
 
     Args:
+        old_master: the key the records are under now; None when they are plain payloads
+            (a gallery stored in plain mode, encrypted now for the first time).
         batch: rows per transaction.
         reencrypt: encrypt each record afresh under a new data key (when data keys may have
             leaked) instead of only re-wrapping its data key.
@@ -201,9 +215,9 @@ def rotate(
     """
     if batch < 1:
         raise RotationError(f"batch={batch} must be >= 1")
-    if old_master.key_id == new_master.key_id:
+    old_id, new_id = (PLAIN if old_master is None else old_master.key_id), new_master.key_id
+    if old_id == new_id:
         raise RotationError("the old and the new master key are the same key")
-    old_id, new_id = old_master.key_id, new_master.key_id
     resumed = store.rotation_progress()
     if resumed is not None and (resumed.old_key_id, resumed.new_key_id) != (old_id, new_id):
         raise RotationError(
@@ -244,9 +258,16 @@ def rotate(
     return RotationReport(old_id, new_id, progress.moved, resumed, skipped, progress.passes)
 
 
-def _moved(row: EnvelopeRow, old: MasterKey, new: MasterKey, reencrypt: bool) -> bytes:
+def _moved(row: EnvelopeRow, old: MasterKey | None, new: MasterKey, reencrypt: bool) -> bytes:
     try:
-        key_id = record_key_id(row.blob)
+        if old is None:
+            if is_envelope(row.blob):
+                raise RotationError(
+                    f"record {row.record_id} is already encrypted (under master key "
+                    f"{record_key_id(row.blob)}); rotate from that key instead"
+                )
+            return encrypt_record(row.blob, new, subject=row.subject, record_id=row.record_id)
+        key_id = record_key_id(row.blob) if is_envelope(row.blob) else PLAIN
         if key_id != old.key_id:
             raise RotationError(
                 f"record {row.record_id} is under master key {key_id}, neither the old "

@@ -23,7 +23,10 @@ class Transactions(Protocol):
     ``?`` placeholders; for PostgreSQL they are rewritten to ``%s``.
     """
 
-    dialect: str
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        ...
 
     def write(self) -> AbstractContextManager[Any]: ...
 
