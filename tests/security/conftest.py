@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from faceobfuscator.security.sealing import ServerKeyPair
+
 from ..server.pg import PostgresUnavailable, temporary_postgres
 from .dbs import PostgresDB, SQLiteDB, new_schema
 
@@ -36,3 +38,11 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteDB | Po
         database = PostgresDB(new_schema(request.getfixturevalue("postgres_url")))
     yield database
     database.close()
+
+
+@pytest.fixture(scope="module")
+def server_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServerKeyPair, Path]:
+    path = tmp_path_factory.mktemp("keys") / "server.key"
+    pair = ServerKeyPair.generate()
+    pair.save(path)
+    return pair, path
