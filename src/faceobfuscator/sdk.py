@@ -91,6 +91,7 @@ class Client:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._aligner: Aligner | None = aligner
         self._protocol: ProtocolConfig | None = None
+        self._created: set[str] = set()  # subjects known to exist, to skip re-creating
 
     def __enter__(self) -> Client:
         return self
@@ -156,6 +157,7 @@ class Client:
 
     def delete_subject(self, subject: str) -> None:
         """Erase a subject and everything enrolled for it."""
+        self._created.discard(subject)
         self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}")
 
     def enroll(self, subject: str, image: ImageSource, *, create: bool = True) -> Enrolment:
@@ -163,12 +165,13 @@ class Client:
         return self.enroll_payload(subject, self.protect(image), create=create)
 
     def enroll_payload(self, subject: str, payload: bytes, *, create: bool = True) -> Enrolment:
-        if create:
+        if create and subject not in self._created:
             try:
                 self.create_subject(subject)
             except APIError as exc:
                 if exc.status_code != 409:
                     raise
+            self._created.add(subject)
         out = self._call(
             "POST",
             f"/v1/subjects/{quote(subject, safe='')}/templates",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from faceobfuscator.server.errors import (
@@ -137,3 +139,22 @@ def test_reopening_sees_everything(db_url):
         assert again.last_seq() == 1
     finally:
         again.close()
+
+
+def test_sqlite_erasure_leaves_no_copy_of_the_payload_on_disk(tmp_path):
+    path = tmp_path / "g.db"
+    storage = open_storage(f"sqlite:///{path}")
+    secret, other = os.urandom(100_000), os.urandom(100_000)
+    storage.add_templates([("a", secret), ("b", other)], protocol_hash=H, create_subjects=True)
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("g.db*"))
+
+    # 16-byte samples: the payload spans overflow pages, a sample may straddle two
+    probes = [secret[i : i + 16] for i in range(0, 100_000, 5_000)]
+    assert sum(p in on_disk() for p in probes) >= 18
+    storage.delete_subject("a")
+    disk = on_disk()
+    assert not any(p in disk for p in probes)
+    assert sum(other[i : i + 16] in disk for i in range(0, 100_000, 5_000)) >= 18
+    storage.close()

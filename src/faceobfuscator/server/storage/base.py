@@ -89,6 +89,9 @@ class SQLStorage:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _after_erasure(self) -> None:
+        """Called after deletions; back ends may purge copies of deleted rows."""
+
     def _q(self, sql: str) -> str:
         return sql if self.paramstyle == "?" else sql.replace("?", self.paramstyle)
 
@@ -169,6 +172,7 @@ class SQLStorage:
             )
             cur.execute(self._q("DELETE FROM templates WHERE subject_id = ?"), (sid,))
             cur.execute(self._q("DELETE FROM subjects WHERE id = ?"), (sid,))
+        self._after_erasure()
         return tids
 
     def _subject_id(self, cur: Any, name: str) -> int:
@@ -277,6 +281,7 @@ class SQLStorage:
                 self._q("DELETE FROM embedding_cache WHERE template_id = ?"), (template_id,)
             )
             cur.execute(self._q("DELETE FROM templates WHERE id = ?"), (template_id,))
+        self._after_erasure()
 
     def template_ids(self, name: str | None = None) -> list[int]:
         """Ids of every template, or of one subject's, ascending."""

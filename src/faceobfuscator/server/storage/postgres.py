@@ -3,6 +3,9 @@
 Every writing transaction first takes one transaction-scoped advisory lock, so writers are
 serialised and the change log's ``seq`` is drawn in commit order (see :mod:`.base`).
 Writes are rare next to searches, which read only the in-memory index.
+
+Deleted rows stay in PostgreSQL's heap files until ``VACUUM`` reclaims them (autovacuum does
+this in time); run ``VACUUM`` after an erasure to purge them at once.
 """
 
 from __future__ import annotations

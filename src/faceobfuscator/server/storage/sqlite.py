@@ -2,7 +2,9 @@
 
 Writers take SQLite's write lock at ``BEGIN IMMEDIATE``; readers never block them (WAL).
 With ``synchronous=FULL`` an acknowledged write survives power loss, with ``NORMAL`` a crash
-of the process. ``secure_delete`` overwrites deleted payloads in the file.
+of the process. ``secure_delete`` overwrites deleted payloads in the file, and after every
+deletion the write-ahead log is checkpointed and truncated, so that the log keeps no copy
+of the deleted pages either (best effort: a busy reader postpones it to the next one).
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class SQLiteStorage(SQLStorage):
 
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def _after_erasure(self) -> None:
+        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         self._closed = True
