@@ -1,4 +1,10 @@
-"""``faceobf privacy run CONFIG``: the reconstruction-attack evaluation."""
+"""``faceobf privacy``: the reconstruction-attack evaluation.
+
+- ``run CONFIG``: everything, on this machine;
+- ``pack CONFIG DIR``: the run's faces into a folder, for a machine without the datasets;
+- ``reconstruct CONFIG DIR``: train and reconstruct only (no dlib needed), saving to DIR;
+- ``score CONFIG DIR``: score reconstructions saved by ``reconstruct`` and write reports.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +18,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "privacy", help="privacy evaluation: reconstruction attacks on leaked features"
     )
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
-    run = sub.add_parser(
-        "run", help="train the attacks of a configuration, score them, write the reports"
-    )
-    run.add_argument("config", help="privacy configuration JSON (see configs/privacy-*.json)")
-    run.add_argument("--out", help="write the reports here instead of the config's out_dir")
-    run.set_defaults(func=_run)
+    specs = [
+        ("run", _run, "train the attacks of a configuration, score them, write the reports", None),
+        (
+            "pack",
+            _pack,
+            "write the run's faces to a folder (for a machine without datasets)",
+            "folder",
+        ),
+        ("reconstruct", _reconstruct, "train and reconstruct only; save to a folder", "folder"),
+        ("score", _score, "score reconstructions saved by `reconstruct`; write reports", "folder"),
+    ]
+    for name, func, help_text, folder in specs:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", help="privacy configuration JSON (see configs/privacy-*.json)")
+        if folder:
+            p.add_argument(folder, help="the folder to write or read")
+        p.add_argument("--out", help="write the reports here instead of the config's out_dir")
+        p.add_argument("--pack", help="read the faces from this pack instead of the datasets")
+        p.add_argument("--device", help="torch device for training, e.g. cuda")
+        p.set_defaults(func=func)
+
+
+def _config(args: argparse.Namespace):
+    import dataclasses
+
+    from ..privacy import PrivacyConfig
+
+    cfg = PrivacyConfig.load(args.config)
+    changes = {"out_dir": args.out, "pack": args.pack, "device": args.device}
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v})
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
+    from ..privacy import run_privacy
 
-    from ..privacy import PrivacyConfig, run_privacy
+    run_privacy(_config(args), log=_log)
+    return 0
 
-    cfg = PrivacyConfig.load(args.config)
-    if args.out:
-        cfg = dataclasses.replace(cfg, out_dir=args.out)
-    run_privacy(cfg, log=lambda line: print(line, flush=True))
+
+def _pack(args: argparse.Namespace) -> int:
+    from ..privacy.pack import select_faces, write_pack
+
+    out = write_pack(select_faces(_config(args), _log), args.folder)
+    print(f"wrote {out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from ..privacy.run import load_faces_for, reconstruct_all
+
+    cfg = _config(args)
+    reconstruct_all(cfg, load_faces_for(cfg, _log), log=_log).save(args.folder)
+    print(f"wrote {args.folder}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from ..privacy.run import Reconstructions, run_privacy
+
+    run_privacy(_config(args), log=_log, reconstructions=Reconstructions.load(args.folder))
     return 0

@@ -51,6 +51,8 @@ class AttackSettings:
         lr, beta1, beta2: Adam.
         l1_weight: weight of the L1 term against the GAN term (pix2pix; 100 in the paper).
         dense_layers: layers per dense block (DN-based).
+        max_seconds: stop early once training has taken this long (a CPU budget); the log
+            records the steps actually taken.
     """
 
     steps: int = 500
@@ -61,6 +63,7 @@ class AttackSettings:
     beta2: float = 0.999
     l1_weight: float = 100.0
     dense_layers: int = 3
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,6 +73,8 @@ class AttackSettings:
                 problems.append(f"{name}={v!r} must be a positive integer")
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             problems.append(f"lr={self.lr}, betas=({self.beta1}, {self.beta2}) are not valid")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            problems.append(f"max_seconds={self.max_seconds} must be > 0 or null")
         if self.l1_weight < 0:
             problems.append(f"l1_weight={self.l1_weight} must be >= 0")
         if problems:
@@ -89,9 +94,11 @@ class TrainLog:
     every: int = 1
     nonfinite_steps: int = 0
     seconds: float = 0.0
+    steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "steps": self.steps,
             "losses": self.losses,
             "every": self.every,
             "nonfinite_steps": self.nonfinite_steps,
@@ -159,9 +166,13 @@ class ReconstructionAttack:
                 log.nonfinite_steps += 1
             else:
                 running, count = running + loss, count + 1
+            log.steps = step + 1
             if (step + 1) % log_every == 0:
                 log.losses.append(running / count if count else float("nan"))
                 running, count = 0.0, 0
+            limit = self.settings.max_seconds
+            if limit is not None and time.perf_counter() - start > limit:
+                break
         log.seconds = time.perf_counter() - start
         return log
 

@@ -31,6 +31,8 @@ class PrivacyConfig:
         datasets_root: folder holding ``lfw/``, ``lfw_meta/``, ``cfp/``.
         aligned_dir: folder of prepared datasets (``<aligned_dir>/<dataset>/``).
         split: a split file from ``faceobf data split``; None computes the default split.
+        pack: a pack folder (``faceobf privacy pack``) to read the faces from instead of
+            the prepared datasets, e.g. on a machine without them.
         protocol: a protocol JSON file; None uses the default protocol.
         models_dir: ``<models_dir>/<scheme>/`` model directories for SRRA; a missing one
             marks SRRA as pending for that scheme.
@@ -54,6 +56,7 @@ class PrivacyConfig:
     datasets_root: str = "../shared/datasets"
     aligned_dir: str = "cache/aligned"
     split: str | None = None
+    pack: str | None = None
     protocol: str | None = None
     models_dir: str = "models"
     schemes: tuple[str, ...] = ("arcface-fd", "faceobfuscator")

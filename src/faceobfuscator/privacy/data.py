@@ -18,7 +18,15 @@ from ..datasets import identity_names, list_images, name_key, prepared_path, rea
 from ..errors import InputError
 from ..split import Split, benchmark_pairs
 
-__all__ = ["Victim", "attacker_entries", "victims", "check_disjoint", "load_faces"]
+__all__ = [
+    "Victim",
+    "attacker_entries",
+    "attacker_keys",
+    "check_disjoint",
+    "load_faces",
+    "victim_pairs",
+    "victims",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,11 @@ def _aligned(aligned_dir: Path, dataset: str) -> dict[str, Path]:
     }
 
 
+def attacker_keys(split: Split) -> set[str]:
+    """Name keys of every training identity: the people an attacker may train on."""
+    return {name_key(n) for names in split.names.values() for n in names.values()}
+
+
 def attacker_entries(
     split: Split, aligned_dir: str | Path, datasets_root: str | Path
 ) -> list[tuple[str, Path]]:
@@ -71,6 +84,25 @@ def attacker_entries(
     return sorted(out, key=lambda t: str(t[1]))
 
 
+def victim_pairs(
+    dataset: str, split: Split, datasets_root: str | Path
+) -> list[tuple[str, str, str, str]]:
+    """Every candidate victim of ``dataset`` (``"lfw"``, or ``"cfp"`` frontal-frontal) as
+    ``(identity, name key, probe relpath, reference relpath)``: the same-person pairs of the
+    test folds, in file order (one person may appear in several)."""
+    bench = {"lfw": "lfw", "cfp": "cfp-ff"}.get(dataset)
+    if bench is None:
+        raise InputError(f"unknown victim dataset {dataset!r}; known: ['lfw', 'cfp']")
+    names = identity_names(dataset, datasets_root)
+    folds = set(split.test_folds)
+    out = []
+    for pair in benchmark_pairs(bench, datasets_root):
+        if pair.same and pair.fold in folds:
+            identity = pair.path_a.split("/", 1)[0]
+            out.append((identity, name_key(names[identity]), pair.path_a, pair.path_b))
+    return out
+
+
 def victims(
     dataset: str,
     split: Split,
@@ -80,25 +112,13 @@ def victims(
     count: int,
     rng: np.random.Generator,
 ) -> list[Victim]:
-    """Up to ``count`` victims, one per person, from the same-person pairs of the test folds
-    of ``dataset`` (``"lfw"`` or ``"cfp"``, frontal-frontal), drawn at random."""
-    bench = {"lfw": "lfw", "cfp": "cfp-ff"}.get(dataset)
-    if bench is None:
-        raise InputError(f"unknown victim dataset {dataset!r}; known: ['lfw', 'cfp']")
-    names = identity_names(dataset, datasets_root)
+    """Up to ``count`` victims, one per person, drawn at random from
+    :func:`victim_pairs` whose two photos are both prepared."""
     aligned = _aligned(Path(aligned_dir), dataset)
-    folds = set(split.test_folds)
     people: dict[str, Victim] = {}
-    for pair in benchmark_pairs(bench, datasets_root):
-        if not pair.same or pair.fold not in folds:
-            continue
-        identity = pair.path_a.split("/", 1)[0]
-        if identity in people or pair.path_a not in aligned or pair.path_b not in aligned:
-            continue
-        key = name_key(names[identity])
-        people[identity] = Victim(
-            dataset, identity, key, aligned[pair.path_a], aligned[pair.path_b]
-        )
+    for identity, key, probe, reference in victim_pairs(dataset, split, datasets_root):
+        if identity not in people and probe in aligned and reference in aligned:
+            people[identity] = Victim(dataset, identity, key, aligned[probe], aligned[reference])
     chosen = sorted(people)
     if len(chosen) > count:
         chosen = sorted(rng.choice(chosen, size=count, replace=False).tolist())

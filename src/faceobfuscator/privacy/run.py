@@ -1,10 +1,14 @@
-"""The privacy evaluation harness: train every attack for every scheme, attacker variant and
-scenario, reconstruct the victims, score, and write the reports.
+"""The privacy evaluation harness, in two stages that can run on different machines:
+
+1. :func:`reconstruct_all` trains every attack for every scheme, attacker variant and
+   scenario, and reconstructs the victims (needs torch only; a GPU helps);
+2. :func:`score_all` scores the reconstructions (pixel metrics, dlib identity metrics,
+   SRRA) and :func:`run_privacy` writes the reports.
 
 Work is shared where it is provably the same: a network is trained once per (scheme,
 leaked tensor, preprocessing, attack) and reused by variants whose preprocessing is equal;
-scenario D reuses scenario C's results when the scheme stores exactly what it sends (the
-record says so).
+scenario D reuses scenario C's reconstructions when the scheme stores exactly what it
+sends (the row says so).
 """
 
 from __future__ import annotations
@@ -12,27 +16,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import ProtocolConfig
 from ..errors import ConfigError
 from ..modeldir import RecognitionModel, load_model
 from ..schemes import Scheme, get_scheme
-from ..split import compute_split, read_split
-from .attacks import ReconstructionAttack, TrainLog, get_attack
+from .attacks import get_attack
 from .config import PrivacyConfig
-from .data import attacker_entries, check_disjoint, load_faces, victims
 from .evaluate import VictimSet, baselines, score
-from .identity import DlibRecognizer
+from .identity import DlibRecognizer, to_uint8
 from .metrics import to_unit_rgb
+from .pack import EvaluationFaces, read_pack, select_faces
 from .report import write_reports
 from .variants import Leak, Preprocessor, prepare_variant
 
-__all__ = ["run_privacy", "make_leak", "batch_source"]
+__all__ = [
+    "Reconstructions",
+    "batch_source",
+    "make_leak",
+    "reconstruct_all",
+    "run_privacy",
+    "score_all",
+]
 
 Log = Callable[[str], None]
 
@@ -57,106 +67,93 @@ def batch_source(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (features, image) batches: random attacker faces, a fresh client run for
     each batch (the attacker queries its copy of the client), then the variant's
-    preprocessing. Faces are uint8 ``(N, S, S, 3)``."""
+    preprocessing. Faces are uint8 ``(N, S, S, 3)`` on the generator's device."""
     n = faces.shape[0]
     while True:
-        idx = torch.randint(0, n, (batch_size,), generator=generator)
+        idx = torch.randint(0, n, (batch_size,), generator=generator, device=generator.device)
         batch = faces[idx]
         yield pre(leak(batch, generator)), to_unit_rgb(batch)
 
 
-def _load_srra_model(models_dir: Path, scheme: str, log: Log) -> RecognitionModel | None:
-    directory = models_dir / scheme
-    if not (directory / "config.json").is_file():
-        log(f"  SRRA pending for {scheme}: no model at {directory}")
-        return None
-    model = load_model(directory)
-    if model.threshold is None or model.config.get("random"):
-        log(f"  SRRA pending for {scheme}: {directory} has no calibrated threshold or is random")
-        return None
-    return model
+@dataclass
+class Reconstructions:
+    """Output of :func:`reconstruct_all`: one row per scheme, variant, scenario, attack and
+    dataset (``set`` names its reconstructions), the reconstructions (uint8
+    ``(N, S, S, 3)``) and the training logs."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sets: dict[str, np.ndarray] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> None:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"rows": self.rows, "training": self.training, "sets": sorted(self.sets)}
+        (out / "reconstructions.json").write_text(json.dumps(meta, indent=1) + "\n")
+        # one file per scheme keeps each file small enough to move between machines
+        by_scheme: dict[str, dict[str, np.ndarray]] = {}
+        for key, arr in self.sets.items():
+            by_scheme.setdefault(key.split("/", 1)[0], {})[key.replace("/", "__")] = arr
+        for scheme, arrays in by_scheme.items():
+            np.savez_compressed(out / f"reconstructions_{scheme}.npz", **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Reconstructions:
+        src = Path(folder)
+        path = src / "reconstructions.json"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found; run `faceobf privacy reconstruct` first")
+        meta = json.loads(path.read_text())
+        sets: dict[str, np.ndarray] = {}
+        for f in sorted(src.glob("reconstructions_*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                sets.update({k.replace("__", "/"): z[k] for k in z.files})
+        missing = sorted(set(meta["sets"]) - set(sets))
+        if missing:
+            raise ConfigError(f"{src}: reconstructions {missing[:3]} are missing")
+        return cls(meta["rows"], sets, meta["training"])
 
 
-def _victim_sets(
-    cfg: PrivacyConfig, split: Any, attacker_keys: set[str], rec: DlibRecognizer, log: Log
-) -> list[VictimSet]:
-    rng = np.random.default_rng(cfg.seed + 1)
-    sets = []
-    for dataset in cfg.victim_datasets:
-        chosen = victims(
-            dataset,
-            split,
-            cfg.aligned_dir,
-            cfg.datasets_root,
-            count=cfg.victims_per_dataset,
-            rng=rng,
-        )
-        check_disjoint(attacker_keys, chosen, split)
-        probe = load_faces([v.probe for v in chosen])
-        reference = load_faces([v.reference for v in chosen])
-        log(f"victims {dataset}: {len(chosen)} people, disjoint from the attacker's")
-        sets.append(
-            VictimSet(
-                dataset,
-                probe,
-                reference,
-                to_unit_rgb(probe),
-                rec.embed(probe),
-                rec.embed(reference),
-                [v.identity for v in chosen],
-            )
-        )
-    return sets
+def _leak_key(scheme: Scheme, scenario: str, probe: torch.Tensor, device: str) -> str:
+    """``"sent"`` unless the stored tensor differs from the sent one on the probe faces."""
+    if scenario == "C":
+        return "sent"
+    sent = scheme.client_features(probe, generator=torch.Generator(device).manual_seed(0))
+    stored = scheme.stored(sent)
+    same = stored.shape == sent.shape and bool(torch.equal(stored, sent))
+    return "sent" if same else "stored"
 
 
-def run_privacy(cfg: PrivacyConfig, *, log: Log = print) -> dict[str, Any]:
-    """Run the evaluation described by ``cfg``; write JSON, Markdown and PNG grids to
-    ``cfg.out_dir`` and return the results."""
-    started = time.perf_counter()
+def reconstruct_all(
+    cfg: PrivacyConfig, faces: EvaluationFaces, *, log: Log = print
+) -> Reconstructions:
+    """Train the configured attacks and reconstruct every victim set."""
     torch.set_num_threads(cfg.threads)
-    protocol: ProtocolConfig = cfg.load_protocol()
-    split = read_split(cfg.split) if cfg.split else compute_split(cfg.datasets_root)
-    rec = DlibRecognizer(protocol)
-
-    entries = attacker_entries(split, cfg.aligned_dir, cfg.datasets_root)
-    attacker_keys = {k for k, _ in entries}
-    rng = np.random.default_rng(cfg.seed)
-    pick = rng.choice(len(entries), size=min(cfg.attacker_images, len(entries)), replace=False)
-    attacker = torch.from_numpy(load_faces([entries[i][1] for i in sorted(pick)]))
-    log(f"attacker: {attacker.shape[0]} faces of {len(attacker_keys)} training identities")
-    average_face = attacker.double().mean(0).round().to(torch.uint8).numpy()
+    dev = cfg.device
+    protocol = cfg.load_protocol()
+    attacker = torch.from_numpy(faces.attacker).to(dev)
     probe_faces = attacker[: cfg.probe_images]
-
-    sets = _victim_sets(cfg, split, attacker_keys, rec, log)
-    results: dict[str, Any] = {
-        "config": cfg.to_dict(),
-        "protocol": protocol.to_dict(),
-        "protocol_hash": protocol.hash,
-        "split_digest": split.digest,
-        "attacker_images": int(attacker.shape[0]),
-        "baselines": {s.dataset: baselines(s, average_face, rec) for s in sets},
-        "rows": [],
-        "training": {},
-    }
-    grids: dict[str, dict[str, torch.Tensor]] = {s.dataset: {} for s in sets}
-    trained: dict[tuple[str, ...], tuple[ReconstructionAttack, TrainLog]] = {}
-    scored: dict[tuple[Any, ...], dict[str, Any]] = {}
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-
+    out = Reconstructions()
+    trained: dict[tuple[str, ...], Any] = {}
+    g = torch.Generator(dev).manual_seed(cfg.seed + 2)
     for scheme_name in cfg.schemes:
         scheme = get_scheme(scheme_name, protocol)
-        model = _load_srra_model(Path(cfg.models_dir), scheme_name, log)
-        c_leak_key = None
         for scenario in cfg.scenarios:
             leak = make_leak(scheme, scenario)
-            leak_key = _leak_key(scheme, scenario, probe_faces)
-            if scenario == "D" and leak_key == c_leak_key:
-                results["rows"].extend(_copy_c_rows(results["rows"], scheme_name))
+            leak_key = _leak_key(scheme, scenario, probe_faces, dev)
+            if scenario == "D" and leak_key == "sent" and "C" in cfg.scenarios:
+                out.rows.extend(
+                    dict(
+                        r,
+                        scenario="D",
+                        notes=r["notes"] + "; D = C (the scheme stores what it sends)",
+                    )
+                    for r in list(out.rows)
+                    if r["scheme"] == scheme_name and r["scenario"] == "C"
+                )
                 log(f"{scheme_name} D: the scheme stores what it sends; D = C")
                 continue
-            if scenario == "C":
-                c_leak_key = leak_key
-            leaked = [leak(torch.from_numpy(s.probe), g) for s in sets]
+            leaked = [leak(torch.from_numpy(v.probe).to(dev), g) for v in faces.victims]
             for variant in cfg.variants:
                 pre = prepare_variant(
                     variant,
@@ -172,61 +169,35 @@ def run_privacy(cfg: PrivacyConfig, *, log: Log = print) -> dict[str, Any]:
                     key = (scheme_name, leak_key, pre.key, attack_name)
                     if key not in trained:
                         trained[key] = _train(cfg, attack_name, pre, attacker, leak, log)
-                        results["training"]["/".join(key)] = trained[key][1].to_dict()
-                    attack = trained[key][0]
-                    for s, lk in zip(sets, leaked, strict=True):
-                        skey = (*key, pre.refine_with is not None, s.dataset)
-                        if skey not in scored:
-                            recon = pre.refine(attack.reconstruct(pre(lk)), lk)
-                            srra = (model, scheme, g) if model is not None else None
-                            metrics, _ = score(recon, s, rec, srra=srra)
-                            scored[skey] = metrics
-                            label = f"{scheme_name} / {variant} / {attack_name}"
-                            if scenario == "C" and cfg.grid_victims:
-                                grids[s.dataset][label] = recon[: cfg.grid_victims]
-                        results["rows"].append(
+                        out.training["/".join(key)] = trained[key].log
+                    for v, lk in zip(faces.victims, leaked, strict=True):
+                        set_key = "/".join(
+                            (*key, "refined" if pre.refine_with else "plain", v.dataset)
+                        )
+                        if set_key not in out.sets:
+                            recon = trained[key].attack.reconstruct(pre(lk))
+                            recon = pre.refine(recon.to(dev), lk).cpu()
+                            out.sets[set_key] = to_uint8(recon)
+                        out.rows.append(
                             {
                                 "scheme": scheme_name,
                                 "variant": variant,
                                 "scenario": scenario,
                                 "attack": attack_name,
-                                "dataset": s.dataset,
+                                "dataset": v.dataset,
                                 "preprocessing": pre.key,
                                 "refined": pre.refine_with is not None,
                                 "notes": pre.notes,
-                                "srra_pending": model is None,
-                                "metrics": scored[skey],
+                                "set": set_key,
                             }
                         )
-                        m = scored[skey]
-                        log(
-                            f"  {attack_name} {s.dataset}: SSIM {m['ssim']['mean']:.3f} "
-                            f"PSNR {m['psnr']['mean']:.2f} COS {m['cos']['mean']:.3f} "
-                            f"match {m['match']['mean']:.2f}"
-                        )
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    originals = {s.dataset: s.probe_rgb[: cfg.grid_victims] for s in sets}
-    write_reports(results, grids, originals, Path(cfg.out_dir))
-    log(f"wrote {cfg.out_dir} in {results['seconds']} s")
-    return results
-
-
-def _leak_key(scheme: Scheme, scenario: str, probe: torch.Tensor) -> str:
-    """``"sent"`` unless the stored tensor differs from the sent one on the probe faces."""
-    if scenario == "C":
-        return "sent"
-    sent = scheme.client_features(probe, generator=torch.Generator().manual_seed(0))
-    stored = scheme.stored(sent)
-    same = stored.shape == sent.shape and bool(torch.equal(stored, sent))
-    return "sent" if same else "stored"
-
-
-def _copy_c_rows(rows: list[dict[str, Any]], scheme: str) -> list[dict[str, Any]]:
-    out = []
-    for r in rows:
-        if r["scheme"] == scheme and r["scenario"] == "C":
-            out.append(dict(r, scenario="D", notes=r["notes"] + "; D = C (stored == sent)"))
     return out
+
+
+@dataclass
+class _Trained:
+    attack: Any
+    log: dict[str, Any]
 
 
 def _train(
@@ -236,20 +207,118 @@ def _train(
     attacker: torch.Tensor,
     leak: Leak,
     log: Log,
-) -> tuple[ReconstructionAttack, TrainLog]:
+) -> _Trained:
     settings = cfg.settings_for(attack_name)
     attack = get_attack(attack_name, pre.in_channels, settings, seed=cfg.seed, device=cfg.device)
-    g = torch.Generator().manual_seed(cfg.seed + 3)
+    g = torch.Generator(cfg.device).manual_seed(cfg.seed + 3)
     batches = batch_source(attacker, leak, pre, batch_size=settings.batch_size, generator=g)
     train_log = attack.fit(batches)
     tail = [round(v, 4) for v in train_log.losses[-3:]]
     log(
-        f"  trained {attack_name} on {pre.key}: {settings.steps} steps in "
+        f"  trained {attack_name} on {pre.key}: {train_log.steps} steps in "
         f"{train_log.seconds:.0f} s, last losses {tail}, non-finite steps "
         f"{train_log.nonfinite_steps}"
     )
-    return attack, train_log
+    return _Trained(attack, train_log.to_dict())
 
 
-def save_results(results: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(results, indent=1) + "\n")
+def _load_srra_model(models_dir: Path, scheme: str, log: Log) -> RecognitionModel | None:
+    directory = models_dir / scheme
+    if not (directory / "config.json").is_file():
+        log(f"SRRA pending for {scheme}: no model at {directory}")
+        return None
+    model = load_model(directory)
+    if model.threshold is None or model.config.get("random"):
+        log(f"SRRA pending for {scheme}: {directory} has no calibrated threshold or is random")
+        return None
+    return model
+
+
+def score_all(
+    cfg: PrivacyConfig,
+    faces: EvaluationFaces,
+    recons: Reconstructions,
+    *,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Score every reconstruction set; the results dict that the reports are made from."""
+    torch.set_num_threads(cfg.threads)
+    protocol = cfg.load_protocol()
+    rec = DlibRecognizer(protocol)
+    sets = {
+        v.dataset: VictimSet(
+            v.dataset,
+            v.probe,
+            v.reference,
+            to_unit_rgb(v.probe),
+            rec.embed(v.probe),
+            rec.embed(v.reference),
+            v.identities,
+        )
+        for v in faces.victims
+    }
+    average = np.round(faces.attacker.astype(np.float64).mean(0)).astype(np.uint8)
+    models = {s: _load_srra_model(Path(cfg.models_dir), s, log) for s in cfg.schemes}
+    g = torch.Generator().manual_seed(cfg.seed + 4)
+    scored: dict[str, dict[str, Any]] = {}
+    rows = []
+    for r in recons.rows:
+        key = r["set"]
+        if key not in scored:
+            model = models.get(r["scheme"])
+            srra = (model, model.scheme, g) if model is not None else None
+            recon = to_unit_rgb(recons.sets[key])
+            scored[key], _ = score(recon, sets[r["dataset"]], rec, srra=srra)
+            m = scored[key]
+            log(
+                f"{key}: SSIM {m['ssim']['mean']:.3f} PSNR {m['psnr']['mean']:.2f} "
+                f"COS {m['cos']['mean']:.3f} match {m['match']['mean']:.2f}"
+            )
+        rows.append(dict(r, srra_pending=models.get(r["scheme"]) is None, metrics=scored[key]))
+    return {
+        "config": cfg.to_dict(),
+        "protocol": protocol.to_dict(),
+        "protocol_hash": protocol.hash,
+        "split_digest": faces.split_digest,
+        "attacker_images": int(len(faces.attacker)),
+        "attacker_identities": faces.attacker_identities,
+        "baselines": {d: baselines(s, average, rec) for d, s in sets.items()},
+        "rows": rows,
+        "training": recons.training,
+    }
+
+
+def _grids(cfg: PrivacyConfig, recons: Reconstructions) -> dict[str, dict[str, torch.Tensor]]:
+    grids: dict[str, dict[str, torch.Tensor]] = {}
+    for r in recons.rows:
+        if r["scenario"] == "C" and cfg.grid_victims:
+            label = f"{r['scheme']} / {r['variant']} / {r['attack']}"
+            grids.setdefault(r["dataset"], {})[label] = to_unit_rgb(
+                recons.sets[r["set"]][: cfg.grid_victims]
+            )
+    return grids
+
+
+def load_faces_for(cfg: PrivacyConfig, log: Log = print) -> EvaluationFaces:
+    """The run's faces: from ``cfg.pack`` if set, else drawn from the prepared datasets."""
+    return read_pack(cfg.pack) if cfg.pack else select_faces(cfg, log)
+
+
+def run_privacy(
+    cfg: PrivacyConfig,
+    *,
+    log: Log = print,
+    reconstructions: Reconstructions | None = None,
+) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg`` (or only score ``reconstructions`` made
+    earlier, e.g. on another machine); write JSON, Markdown and PNG grids to
+    ``cfg.out_dir`` and return the results."""
+    started = time.perf_counter()
+    faces = load_faces_for(cfg, log)
+    recons = reconstructions or reconstruct_all(cfg, faces, log=log)
+    results = score_all(cfg, faces, recons, log=log)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    originals = {v.dataset: to_unit_rgb(v.probe[: cfg.grid_victims]) for v in faces.victims}
+    write_reports(results, _grids(cfg, recons), originals, Path(cfg.out_dir))
+    log(f"wrote {cfg.out_dir} in {results['seconds']} s")
+    return results

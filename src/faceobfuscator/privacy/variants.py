@@ -130,7 +130,9 @@ def differentiable_transform(
     products ``L_i X L_j^T`` (:func:`~faceobfuscator.frequency.channel_operators`), which
     autograd can differentiate; :func:`~faceobfuscator.frequency.fast_transform` computes
     the same values faster but not differentiably."""
-    ops = torch.as_tensor(np.array(channel_operators(protocol)), dtype=grey.dtype)
+    ops = torch.as_tensor(
+        np.array(channel_operators(protocol)), dtype=grey.dtype, device=grey.device
+    )
     n = protocol.scale
     rows = torch.stack([ops[k // n] for k in channels])  # (K, S, S)
     cols = torch.stack([ops[k % n] for k in channels])
@@ -141,15 +143,17 @@ def _dct_forward(protocol: ProtocolConfig, channels: tuple[int, ...]) -> Forward
     lo, hi = protocol.pixel_range
     luma = torch.tensor(protocol.luma, dtype=torch.float32)
 
-    def forward(rgb: torch.Tensor) -> torch.Tensor:
-        grey = torch.einsum("nchw,c->nhw", rgb, luma) * (hi - lo) + lo
-        return self_normalise(differentiable_transform(grey, protocol, channels), protocol)
+    def forward(rgb: torch.Tensor, n_channels: int | None = None) -> torch.Tensor:
+        chans = channels[:n_channels]
+        grey = torch.einsum("nchw,c->nhw", rgb, luma.to(rgb.device)) * (hi - lo) + lo
+        return self_normalise(differentiable_transform(grey, protocol, chans), protocol)
 
     return forward
 
 
-#: RGB in [0, 1] ``(N, 3, S, S)`` -> the scheme's clean features, differentiably
-ForwardModel = Callable[[torch.Tensor], torch.Tensor]
+#: RGB in [0, 1] ``(N, 3, S, S)`` and a channel count ``n`` -> the first ``n`` (None: all)
+#: channels of the scheme's clean features, differentiably
+ForwardModel = Callable[[torch.Tensor, int | None], torch.Tensor]
 FORWARD_MODELS: dict[str, Callable[[ProtocolConfig], ForwardModel]] = {
     "faceobfuscator": lambda p: _dct_forward(p, p.channels),
     "arcface-fd": lambda p: _dct_forward(p, tuple(range(p.scale**2))),
@@ -165,11 +169,19 @@ class RefineSettings:
         lr: Adam learning rate (pixels in [0, 1]).
         proximity: weight of ``mean((x - x0)**2)``, which keeps the refinement near the
             network's output where the leaked features do not decide.
+        max_channels: use only the first this many leaked channels. Two gradient channels
+            already determine a face up to a constant, so for ArcFace-FD the first nine
+            (DC, AC01..AC07, AC10) decide as much as all 64 at a seventh of the cost.
     """
 
     steps: int = 100
     lr: float = 0.01
     proximity: float = 0.1
+    max_channels: int = 9
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.lr <= 0 or self.proximity < 0 or self.max_channels < 1:
+            raise ConfigError(f"invalid refinement settings {self}")
 
 
 @dataclass
@@ -222,6 +234,8 @@ def refine(
     recovery is a positive per-channel scale, which the following RMS step removes.
     """
     s = pre.refine_settings
+    k = min(s.max_channels, leaked.shape[1])
+    leaked = leaked[:, :k].to(recon.device)
     target = apply_chain(leaked, pre.chain, pre.scheme).detach()
     own_chain = tuple(step for step in pre.chain if step != "server")
     x0 = recon.detach()
@@ -229,7 +243,7 @@ def refine(
     opt = torch.optim.Adam([x], lr=s.lr)
     with torch.enable_grad():
         for _ in range(s.steps):
-            pred = apply_chain(forward(x.clamp(0, 1)), own_chain, pre.scheme)
+            pred = apply_chain(forward(x.clamp(0, 1), k), own_chain, pre.scheme)
             loss = F.mse_loss(pred, target) + s.proximity * F.mse_loss(x, x0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
