@@ -32,6 +32,7 @@ lint: venv
 bench: venv
 	mkdir -p results/bench
 	$(BIN)/faceobf bench transform --root $(DATA) --out results/bench/transform.json
+	$(BIN)/faceobf bench security --out results/bench/security.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -17,9 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, help="also write the JSON here")
     t.set_defaults(func=_transform)
 
+    from .bench_security import add_security_parser
     from .bench_server import add_server_parser
 
     add_server_parser(kinds)
+    add_security_parser(kinds)
 
 
 def _transform(args: argparse.Namespace) -> int:
