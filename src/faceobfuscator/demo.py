@@ -178,10 +178,10 @@ def run_demo(
     root: str | Path,
     out: str | Path,
     model: str | Path | None = None,
-    n_enrolled: int = 25,
-    n_strangers: int = 15,
+    n_enrolled: int = 50,
+    n_strangers: int = 30,
     enrol_photos: int = 2,
-    probes: int = 1,
+    probes: int = 2,
     seed: int = 0,
 ) -> Path:
     """Run the demo and write ``server_demo.html`` and ``server_demo.json`` into ``out``;

@@ -82,7 +82,7 @@ def test_server_bench_runs_without_errors(tmp_path):
 def test_demo_writes_a_report(tmp_path, datasets_root):
     report = run_demo(root=datasets_root, out=tmp_path, n_enrolled=4, n_strangers=2)
     data = json.loads((tmp_path / "server_demo.json").read_text())
-    assert data["identification"]["probes"] == 4 and data["erasure"]["still_found"] is False
+    assert data["identification"]["probes"] == 8 and data["erasure"]["still_found"] is False
     text = report.read_text()
     assert "RANDOMLY INITIALISED" in text or not data["untrained_model"]
     # examples: the enrolled people but the erased one, four images each
