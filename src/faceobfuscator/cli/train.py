@@ -22,13 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--pack", type=Path, default=None, help="train on this pack file instead")
     p.add_argument("--epochs", type=int, default=None, help="override the epochs")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=None,
+        metavar="IDENTITIES",
+        help="random faces of this many identities instead of the data (timing only)",
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..training.config import load_train_config
+    from ..training.config import SyntheticData, load_train_config
     from ..training.loop import train
 
     config = load_train_config(args.config)
@@ -37,8 +45,13 @@ def _train(args: argparse.Namespace) -> int:
         changes["device"] = args.device
     if args.pack:
         changes["data"] = type(config.data)(pack=str(args.pack))
+    if args.synthetic:
+        syn = SyntheticData(identities=args.synthetic)
+        changes["data"] = type(config.data)(synthetic=syn)
     if args.epochs:
         changes["epochs"] = args.epochs
+    if args.max_seconds:
+        changes["max_seconds"] = args.max_seconds
     if args.compile:
         changes["compile"] = True
     if changes:

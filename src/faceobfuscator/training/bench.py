@@ -18,7 +18,7 @@ from ..schemes import get_scheme
 from .head import ArcFaceHead
 from .step import Trainable, autocast, network_input
 
-__all__ = ["training_throughput"]
+__all__ = ["training_throughput", "epochs_for_budget", "plan_epochs"]
 
 
 def _sync(device: torch.device) -> None:
@@ -89,3 +89,47 @@ def training_throughput(
         _sync(dev)
         out[f"{key}_images_per_s"] = batch * steps / (time.perf_counter() - t)
     return out
+
+
+def epochs_for_budget(
+    configs: list[Any], train_images: int, budget_s: float, *, steps: int = 10
+) -> dict[str, Any]:
+    """The largest equal number of epochs that lets each of ``configs`` (TrainConfigs on
+    one device) train on ``train_images`` images within ``budget_s`` seconds, from the
+    slowest one's measured training throughput."""
+    from .loop import resolve_device
+
+    rates = {}
+    for c in configs:
+        r = training_throughput(
+            c.backbone,
+            c.scheme,
+            c.batch_size,
+            steps,
+            resolve_device(c.device),
+            amp=c.amp,
+            channels_last=c.channels_last,
+        )
+        rates[c.scheme] = r["train_images_per_s"]
+    slowest = min(rates.values())
+    return {
+        "epochs": max(1, int(budget_s * slowest / train_images)),
+        "train_images_per_s": rates,
+        "budget_s": budget_s,
+        "train_images": train_images,
+    }
+
+
+def plan_epochs(config_paths: list[str], pack: str, budget_s: float) -> dict[str, Any]:
+    """:func:`epochs_for_budget` for configuration files trained on ``pack``: the same
+    epochs for every scheme, so the comparison spends the same data budget."""
+    import numpy as np
+
+    from .config import DataConfig, load_train_config
+    from .data import holdout
+
+    configs = [load_train_config(p).replace(data=DataConfig(pack=pack)) for p in config_paths]
+    with np.load(pack, allow_pickle=False) as z:
+        labels = z["labels"]
+    train_idx, _ = holdout(labels, configs[0].validation, seed=configs[0].seed)
+    return epochs_for_budget(configs, len(train_idx), budget_s)

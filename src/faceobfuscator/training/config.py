@@ -118,6 +118,8 @@ class TrainConfig:
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: ``torch.compile`` the network.
         data_on_device: hold in-memory faces on the training device (no data loader).
+        validate_every: validate (and plot) every this many epochs and after the last; a
+            checkpoint is written after every epoch regardless.
         max_seconds: stop early (after the current step) once training has run this
             long; a safety net, the schedule still assumes ``epochs``.
     """
@@ -140,12 +142,13 @@ class TrainConfig:
     data_on_device: bool = True
     seed: int = 0
     log_every: int = 20
+    validate_every: int = 1
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         p = []
-        if self.batch_size < 2 or self.epochs < 1 or self.embedding_size < 1:
-            p.append("batch_size >= 2, epochs >= 1 and embedding_size >= 1 are required")
+        if min(self.batch_size - 1, self.epochs, self.embedding_size, self.validate_every) < 1:
+            p.append("batch_size >= 2 and epochs, embedding_size, validate_every >= 1 required")
         if self.amp not in _AMP:
             p.append(f"amp={self.amp!r}; expected one of {list(_AMP)}")
         if self.device not in _DEVICES:

@@ -42,8 +42,10 @@ class ArcFaceHead(nn.Module):
         self.weight = nn.Parameter(torch.normal(0, 0.01, (num_classes, embedding_size)))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cosine = nn.functional.linear(
-            nn.functional.normalize(embeddings.float(), dim=1),
-            nn.functional.normalize(self.weight.float(), dim=1),
-        )
-        return arcface_logits(cosine, labels, s=self.s, m=self.m)
+        # float32 even under autocast: the margin works on cosines within 1e-7 of +-1
+        with torch.autocast(embeddings.device.type, enabled=False):
+            cosine = nn.functional.linear(
+                nn.functional.normalize(embeddings.float(), dim=1),
+                nn.functional.normalize(self.weight.float(), dim=1),
+            )
+            return arcface_logits(cosine, labels, s=self.s, m=self.m)

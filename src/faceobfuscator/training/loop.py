@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +89,13 @@ def validate(
     *,
     device: torch.device,
     generator: torch.Generator,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Every pair of held-out images: TAR and threshold at ``validation.far`` over all
     impostor pairs, and the best-threshold accuracy on the genuine pairs plus as many
-    impostor pairs (a fixed sample)."""
+    impostor pairs (a fixed sample). Empty when there are no genuine or no impostor
+    pairs (e.g. synthetic data)."""
+    if len(labels) < 2 or len(np.unique(labels)) in (1, len(labels)):
+        return {}
     was_training = network.training
     network.eval()
     embed = embedder(network, device, config.amp, config.channels_last)
@@ -155,15 +158,37 @@ def _index_batches(n_train: int, batch: int, epoch: int, seed: int) -> list[np.n
     return [perm[k * batch : (k + 1) * batch] for k in range(steps)]
 
 
-def train(
-    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
-) -> Path:
-    """Train ``config`` into ``out_dir``; returns the final model directory."""
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """Everything one training run holds."""
 
-    out = Path(out_dir)
-    device = resolve_device(config.device)
-    dist, device = _setup_distributed(device)
+    config: TrainConfig
+    out: Path
+    dist: _Dist
+    device: torch.device
+    scheme: Scheme
+    data: Any
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    val_faces: torch.Tensor
+    network: nn.Module
+    head: ArcFaceHead
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    generator: torch.Generator
+    log: MetricsLog
+    start_epoch: int = 0
+    step: int = 0
+    t_start: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_idx) // self.config.batch_size
+
+
+def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
+    dist, device = _setup_distributed(resolve_device(config.device))
     if config.batch_size % dist.world:
         raise ConfigError(f"batch_size {config.batch_size} must divide by {dist.world} processes")
     if dist.main:
@@ -176,18 +201,17 @@ def train(
         torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed + dist.rank)
 
-    protocol = config.protocol_config
-    scheme = get_scheme(config.scheme, protocol)
+    scheme = get_scheme(config.scheme, config.protocol_config)
     data = load_training_data(
         config.data, device=device, seed=config.seed, on_device=config.data_on_device
     )
-    labels_np = data.labels.cpu().numpy()
-    train_idx, val_idx = holdout(labels_np, config.validation, seed=config.seed)
+    train_idx, val_idx = holdout(data.labels.cpu().numpy(), config.validation, seed=config.seed)
+    if len(train_idx) < config.batch_size:
+        raise ConfigError(f"{len(train_idx)} training images make no batch of {config.batch_size}")
     val_faces = torch.cat([f for f, _ in data.batches([val_idx])]).to(device)
-    n_classes = len(data.classes)
 
     network = build_backbone(config.backbone, scheme.in_channels, config.embedding_size)
-    head = ArcFaceHead(n_classes, config.embedding_size, s=config.head.s, m=config.head.m)
+    head = ArcFaceHead(len(data.classes), config.embedding_size, s=config.head.s, m=config.head.m)
     trainable = Trainable(network, head).to(device)
     if config.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -198,7 +222,7 @@ def train(
         weight_decay=config.optim.weight_decay,
     )
     log = MetricsLog(out / "metrics.jsonl")
-    start_epoch, step = 0, 0
+    start_epoch = step = 0
     if resume:
         state = _load_checkpoint(out, network, head, optimiser)
         start_epoch, step = int(state["epoch"]), int(state["step"])
@@ -210,148 +234,186 @@ def train(
         model = nn.parallel.DistributedDataParallel(trainable, device_ids=ids)
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
-
-    steps_per_epoch = len(train_idx) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(f"{len(train_idx)} training images make no batch of {config.batch_size}")
-    total = config.epochs * steps_per_epoch
-    warmup = round(config.optim.warmup_epochs * steps_per_epoch)
+    # a different stream of protections on every process and after every resume
     generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + dist.rank + step)
-    loss_fn = nn.CrossEntropyLoss()
-    t_start = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    stopped_early = False
-    for epoch in range(start_epoch, config.epochs):
-        batches = [
-            train_idx[b][dist.rank :: dist.world]
-            for b in _index_batches(len(train_idx), config.batch_size, epoch, config.seed)
-        ]
-        bar = tqdm(
-            total=steps_per_epoch * config.batch_size,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            unit="img",
-            unit_scale=True,
-            disable=not (progress and dist.main),
-            dynamic_ncols=True,
+    return _Run(
+        config,
+        out,
+        dist,
+        device,
+        scheme,
+        data,
+        train_idx,
+        val_idx,
+        val_faces,
+        network,
+        head,
+        model,
+        optimiser,
+        generator,
+        log,
+        start_epoch,
+        step,
+    )
+
+
+def _out_of_time(run: _Run) -> bool:
+    """Whether ``max_seconds`` has passed, agreed by every process (they must stop at the
+    same step or DDP's collectives hang)."""
+    if not run.config.max_seconds:
+        return False
+    late = time.perf_counter() - run.t_start > run.config.max_seconds
+    if run.dist.world == 1:
+        return late
+    flag = torch.tensor([float(late)], device=run.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
+    """One pass over the training images; returns the mean loss and whether the time
+    limit stopped it."""
+    from tqdm import tqdm
+
+    cfg, dist = run.config, run.dist
+    total = cfg.epochs * run.steps_per_epoch
+    warmup = round(cfg.optim.warmup_epochs * run.steps_per_epoch)
+    batches = [
+        run.train_idx[b][dist.rank :: dist.world]
+        for b in _index_batches(len(run.train_idx), cfg.batch_size, epoch, cfg.seed)
+    ]
+    bar = tqdm(
+        total=run.steps_per_epoch * cfg.batch_size,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="img",
+        unit_scale=True,
+        disable=not (progress and dist.main),
+        dynamic_ncols=True,
+    )
+    window = torch.zeros((), device=run.device)
+    n_window, t_window, loss_sum, n_steps = 0, time.perf_counter(), 0.0, 0
+    stopped = False
+    for faces, labels in run.data.batches(batches):
+        faces, labels = faces.to(run.device, non_blocking=True), labels.to(run.device)
+        lr = poly_lr(run.step, total=total, base=cfg.optim.lr, power=cfg.optim.power, warmup=warmup)
+        for group in run.optimiser.param_groups:
+            group["lr"] = lr
+        x = network_input(
+            run.scheme, faces, generator=run.generator, flip=True, channels_last=cfg.channels_last
         )
-        window_loss = torch.zeros((), device=device)
-        window_steps, window_t, epoch_loss, epoch_steps = 0, time.perf_counter(), 0.0, 0
-        for faces, labels in data.batches(batches):
-            faces, labels = faces.to(device, non_blocking=True), labels.to(device)
-            lr = poly_lr(
-                step, total=total, base=config.optim.lr, power=config.optim.power, warmup=warmup
-            )
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            x = network_input(
-                scheme, faces, generator=generator, flip=True, channels_last=config.channels_last
-            )
-            with autocast(device, config.amp):
-                logits = model(x, labels)
-            loss = loss_fn(logits.float(), labels)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            step += 1
-            window_loss += loss.detach()
-            window_steps += 1
-            bar.update(config.batch_size)
-            if window_steps == config.log_every or step % steps_per_epoch == 0:
-                mean_loss = float(window_loss) / window_steps  # one device sync per window
-                now = time.perf_counter()
-                ips = window_steps * config.batch_size / (now - window_t)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.4f}", refresh=False)
-                if dist.main:
-                    log.write(
-                        "step", epoch=epoch + 1, step=step, loss=mean_loss, lr=lr, images_per_s=ips
-                    )
-                epoch_loss += mean_loss * window_steps
-                epoch_steps += window_steps
-                window_loss.zero_()
-                window_steps, window_t = 0, now
-            if config.max_seconds and time.perf_counter() - t_start > config.max_seconds:
-                stopped_early = True
-                break
-        bar.close()
-        if window_steps:
-            epoch_loss += float(window_loss)
-            epoch_steps += window_steps
-        if dist.main:
-            metrics = validate(
-                network,
-                scheme,
-                val_faces,
-                labels_np[val_idx],
-                config,
-                device=device,
-                generator=generator,
-            )
-            elapsed = time.perf_counter() - t_start
-            metrics.update(
-                epoch=epoch + 1,
-                step=step,
-                train_loss=epoch_loss / max(epoch_steps, 1),
-                seconds=elapsed,
-            )
-            log.write("epoch", **metrics)
-            plot_curves(log, out / "curves.png", title=f"{config.name or config.scheme}")
-            _save_checkpoint(
-                out,
-                {
-                    "head": head.state_dict(),
-                    "optimizer": optimiser.state_dict(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                },
-                **_model_kwargs(config, network, metrics, data.info, len(train_idx)),
-            )
-            if progress:
-                print(
-                    json.dumps(
-                        {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
-                    ),
-                    flush=True,
+        with autocast(run.device, cfg.amp):
+            logits = run.model(x, labels)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        run.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimiser.step()
+        run.step += 1
+        window += loss.detach()
+        n_window += 1
+        bar.update(cfg.batch_size)
+        last = run.step % run.steps_per_epoch == 0
+        if n_window == cfg.log_every or last:
+            mean = float(window) / n_window  # the one device sync of a window
+            now = time.perf_counter()
+            ips = n_window * cfg.batch_size / (now - t_window)
+            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.4f}", refresh=False)
+            if dist.main:
+                run.log.write(
+                    "step", epoch=epoch + 1, step=run.step, loss=mean, lr=lr, images_per_s=ips
                 )
-        dist.barrier()
-        if stopped_early:
+            loss_sum += mean * n_window
+            n_steps += n_window
+            window.zero_()
+            n_window, t_window = 0, now
+            if _out_of_time(run):
+                stopped = True
+                break
+    bar.close()
+    if n_window:
+        loss_sum += float(window)
+        n_steps += n_window
+    return loss_sum / max(n_steps, 1), stopped
+
+
+def _end_epoch(run: _Run, epoch: int, loss: float, final: bool, progress: bool) -> None:
+    """Validation (when due), the epoch's record and plot, and the checkpoint."""
+    cfg = run.config
+    if final or (epoch + 1) % cfg.validate_every == 0:
+        labels = run.data.labels.cpu().numpy()[run.val_idx]
+        run.metrics = validate(
+            run.network,
+            run.scheme,
+            run.val_faces,
+            labels,
+            cfg,
+            device=run.device,
+            generator=run.generator,
+        )
+        run.metrics.update(
+            epoch=epoch + 1,
+            step=run.step,
+            train_loss=loss,
+            seconds=time.perf_counter() - run.t_start,
+        )
+        run.log.write("epoch", **run.metrics)
+        plot_curves(run.log, run.out / "curves.png", title=cfg.name or cfg.scheme)
+        if progress:
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
+            print(json.dumps(shown), flush=True)
+    state = {
+        "head": run.head.state_dict(),
+        "optimizer": run.optimiser.state_dict(),
+        "epoch": epoch + 1,
+        "step": run.step,
+    }
+    _save_checkpoint(run.out, state, **_model_kwargs(run, run.metrics))
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train ``config`` into ``out_dir``; returns the final model directory."""
+    run = _setup(config, Path(out_dir), resume)
+    run.t_start = time.perf_counter()
+    stopped = False
+    for epoch in range(run.start_epoch, config.epochs):
+        loss, stopped = _train_epoch(run, epoch, progress)
+        if run.dist.main:
+            _end_epoch(run, epoch, loss, stopped or epoch + 1 == config.epochs, progress)
+        run.dist.barrier()
+        if stopped:
             break
-    model_dir = out / "model"
-    if dist.main:
-        kwargs = _model_kwargs(config, network, metrics, data.info, len(train_idx))
-        kwargs["metrics"] = {
-            **kwargs["metrics"],
-            "stopped_early": stopped_early,
-            "train_seconds": time.perf_counter() - t_start,
+    model_dir = run.out / "model"
+    if run.dist.main:
+        metrics = {
+            **run.metrics,
+            "stopped_early": stopped,
+            "train_seconds": time.perf_counter() - run.t_start,
         }
-        save_model(model_dir, **kwargs)
-    dist.barrier()
-    if dist.world > 1:
+        save_model(model_dir, **_model_kwargs(run, metrics))
+    run.dist.barrier()
+    if run.dist.world > 1:
         torch.distributed.destroy_process_group()
     return model_dir
 
 
-def _model_kwargs(
-    config: TrainConfig,
-    network: nn.Module,
-    metrics: dict[str, Any],
-    data_info: dict[str, Any],
-    n_train: int,
-) -> dict[str, Any]:
+def _model_kwargs(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.config
+    views = "face plus mirror" if cfg.validation.flip else "single image"
     return {
-        "backbone_name": config.backbone,
-        "backbone": unwrap(network),
-        "scheme_name": config.scheme,
-        "protocol": config.protocol_config,
+        "backbone_name": cfg.backbone,
+        "backbone": unwrap(run.network),
+        "scheme_name": cfg.scheme,
+        "protocol": cfg.protocol_config,
         "threshold": metrics.get("threshold"),
         "metrics": metrics,
         "extra": {
-            "train_config": config.to_dict(),
-            "data": {**data_info, "train_images": n_train},
+            "train_config": cfg.to_dict(),
+            "data": {**run.data.info, "train_images": len(run.train_idx)},
             "threshold_rule": (
-                f"cosine at FAR={config.validation.far} over all impostor pairs of held-out "
-                f"images of training identities, "
-                f"{'face plus mirror' if config.validation.flip else 'single image'} embeddings; "
-                "accept when cosine >= threshold"
+                f"cosine at FAR={cfg.validation.far} over all impostor pairs of held-out "
+                f"images of training identities, {views} embeddings; accept when "
+                "cosine >= threshold"
             ),
         },
     }
