@@ -4,6 +4,11 @@ Detection, alignment, the frequency transform and obfuscation run locally
 (:func:`faceobfuscator.client.protect_image`); only the payload is sent, as the raw body of
 an ``application/octet-stream`` request. The protocol comes from the server's
 ``/v1/protocol`` and is checked against its hash before any payload is made.
+
+When the server publishes a sealing key, every payload is sealed to it and bound to a
+single-use challenge (:mod:`faceobfuscator.security`); pin the key's fingerprint with
+``server_key_fingerprint`` so that a changed key, or a server that stops sealing, is
+refused. Plain payloads offer no replay protection.
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ import httpx
 from .client import Aligner, ImageSource, protect_image
 from .config import ProtocolConfig
 from .errors import ConfigError, FaceObfuscatorError
+from .security.challenges import Challenge
+from .security.channel import seal_request
+from .security.errors import KeyPinError
+from .security.sealing import ServerPublicKey, pin_server_key
 
 __all__ = ["Client", "APIError", "Enrolment", "Verification", "Candidate", "Identification"]
 
 _OCTET = {"Content-Type": "application/octet-stream"}
+_SEALED = {"Content-Type": "application/vnd.faceobfuscator.sealed"}
 
 
 class APIError(FaceObfuscatorError):
@@ -75,6 +85,12 @@ class Client:
         aligner: the face aligner; default ``FaceAligner(protocol)``.
         http: an ``httpx.Client`` to send requests with (its base URL must be the
             server's); default one of its own.
+        sealed: seal payloads to the server's key: None (default) whenever the server
+            offers it, True always (refuse a server without a key), False never.
+        server_key_fingerprint: the SHA-256 fingerprint of the server's sealing key
+            (``faceobf keys show``); a server presenting another key, or none, is refused.
+        allow_key_change: accept a key other than the pinned one (after a rotation that
+            was checked out of band).
     """
 
     def __init__(
@@ -85,13 +101,22 @@ class Client:
         timeout: float = 30.0,
         aligner: Aligner | None = None,
         http: httpx.Client | None = None,
+        sealed: bool | None = None,
+        server_key_fingerprint: str | None = None,
+        allow_key_change: bool = False,
     ) -> None:
+        if sealed is False and server_key_fingerprint is not None:
+            raise ConfigError("a pinned server key needs sealed payloads; drop sealed=False")
         self._http = http or httpx.Client(base_url=url, timeout=timeout)
         self._owns_http = http is None
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._aligner: Aligner | None = aligner
         self._protocol: ProtocolConfig | None = None
         self._created: set[str] = set()  # subjects known to exist, to skip re-creating
+        self._sealed = sealed
+        self._pin = server_key_fingerprint
+        self._allow_key_change = allow_key_change
+        self._server_key: ServerPublicKey | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -133,8 +158,46 @@ class Client:
                     "the server's protocol configuration does not match its own hash; "
                     "client and server builds disagree on the configuration format"
                 )
+            self._server_key = self._check_sealing(info.get("sealing"))
             self._protocol = config
         return self._protocol
+
+    def _check_sealing(self, sealing: dict[str, Any] | None) -> ServerPublicKey | None:
+        """The key to seal to, pinned; None for plain payloads."""
+        if self._sealed is False:
+            return None
+        if sealing is None:
+            if self._pin is not None or self._sealed:
+                raise KeyPinError(
+                    "the server publishes no sealing key, but this client requires sealed "
+                    "payloads (a pinned key or sealed=True); refusing to send plain payloads"
+                )
+            return None
+        key = ServerPublicKey.from_base64(sealing["public_key"])
+        return pin_server_key(key, self._pin, allow_change=self._allow_key_change)
+
+    @property
+    def sealing_key(self) -> ServerPublicKey | None:
+        """The server key payloads are sealed to; None when they are sent plain."""
+        _ = self.protocol
+        return self._server_key
+
+    def challenge(self, operation: str, subject: str = "") -> Challenge:
+        """A single-use challenge for one ``operation`` on ``subject``."""
+        c = self._call("POST", "/v1/challenge", json={"operation": operation, "subject": subject})
+        return Challenge(c["challenge"], c["operation"], c["subject"], c["expires_at"])
+
+    def _send(
+        self, operation: str, subject: str, path: str, payload: bytes, params: dict[str, Any]
+    ) -> Any:
+        """POST a payload: sealed for a fresh challenge when the server has a key."""
+        key = self.sealing_key
+        if key is None:
+            return self._call("POST", path, params=params, content=payload, headers=_OCTET)
+        c = self.challenge(operation, subject)
+        blob = seal_request(payload, key, challenge=c, protocol=self.protocol)
+        params = {**params, "challenge": c.id}
+        return self._call("POST", path, params=params, content=blob, headers=_SEALED)
 
     def protect(self, image: ImageSource) -> bytes:
         """The payload of a photo (path, encoded bytes or RGB array), made locally."""
@@ -172,12 +235,8 @@ class Client:
                 if exc.status_code != 409:
                     raise
             self._created.add(subject)
-        out = self._call(
-            "POST",
-            f"/v1/subjects/{quote(subject, safe='')}/templates",
-            content=payload,
-            headers=_OCTET,
-        )
+        path = f"/v1/subjects/{quote(subject, safe='')}/templates"
+        out = self._send("enroll", subject, path, payload, {})
         return Enrolment(out["subject"], out["template_id"])
 
     # recognition (client or administrator key)
@@ -187,9 +246,7 @@ class Client:
         return self.verify_payload(subject, self.protect(image))
 
     def verify_payload(self, subject: str, payload: bytes) -> Verification:
-        out = self._call(
-            "POST", "/v1/verify", params={"subject": subject}, content=payload, headers=_OCTET
-        )
+        out = self._send("verify", subject, "/v1/verify", payload, {"subject": subject})
         return Verification(out["subject"], out["score"], out["match"], out["threshold"])
 
     def identify(self, image: ImageSource, *, top_k: int = 5) -> Identification:
@@ -197,9 +254,7 @@ class Client:
         return self.identify_payload(self.protect(image), top_k=top_k)
 
     def identify_payload(self, payload: bytes, *, top_k: int = 5) -> Identification:
-        out = self._call(
-            "POST", "/v1/identify", params={"top_k": top_k}, content=payload, headers=_OCTET
-        )
+        out = self._send("identify", "", "/v1/identify", payload, {"top_k": top_k})
         return Identification(
             [Candidate(c["subject"], c["score"], c["match"]) for c in out["candidates"]],
             out["match"],
