@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from faceobfuscator.security.sealing import ServerKeyPair
+from faceobfuscator.server.storage import SQLStorage, open_storage
 
 from ..server.pg import PostgresUnavailable, temporary_postgres
-from .dbs import PostgresDB, SQLiteDB, new_schema
+from .dbs import new_schema
 
 
 @pytest.fixture(scope="session")
@@ -29,15 +30,19 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteDB | PostgresDB]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each back end."""
-    database: SQLiteDB | PostgresDB
     if request.param == "sqlite":
-        database = SQLiteDB(tmp_path / "security.db")
-    else:
-        database = PostgresDB(new_schema(request.getfixturevalue("postgres_url")))
-    yield database
-    database.close()
+        return f"sqlite:///{tmp_path / 'security.db'}"
+    return new_schema(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[SQLStorage]:
+    """The gallery storage on that database: the transactions the security stores use."""
+    storage = open_storage(db_url, synchronous="NORMAL")
+    yield storage
+    storage.close()
 
 
 @pytest.fixture(scope="module")

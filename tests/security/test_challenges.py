@@ -19,8 +19,7 @@ from faceobfuscator.security.errors import (
     ChallengeUsedError,
     UnknownChallengeError,
 )
-
-from .dbs import PostgresDB, SQLiteDB
+from faceobfuscator.server.storage import SQLStorage, open_storage
 
 
 class Clock:
@@ -37,7 +36,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def service(db: SQLiteDB | PostgresDB, clock: Clock) -> ChallengeService:
+def service(db: SQLStorage, clock: Clock) -> ChallengeService:
     return ChallengeService(SQLChallengeStore(db), ttl_s=60, retain_s=600, clock=clock)
 
 
@@ -107,10 +106,10 @@ def test_purge_forgets_long_expired(service: ChallengeService, clock: Clock) -> 
     assert service.consume(fresh.id, "identify") == fresh
 
 
-def test_processes_sharing_the_database_agree(db: SQLiteDB | PostgresDB, clock: Clock) -> None:
+def test_processes_sharing_the_database_agree(db: SQLStorage, db_url: str, clock: Clock) -> None:
     """Two store instances on separate connections (as two API processes): what one issues
     the other consumes, once."""
-    other = type(db)(db.path if isinstance(db, SQLiteDB) else db.conninfo)  # type: ignore[arg-type]
+    other = open_storage(db_url)
     try:
         a = ChallengeService(SQLChallengeStore(db), clock=clock)
         b = ChallengeService(SQLChallengeStore(other), clock=clock)
@@ -156,7 +155,7 @@ class ChallengeModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.db = SQLiteDB(Path(self.tmp.name) / "c.db", synchronous="OFF")
+        self.db = open_storage(f"sqlite:///{Path(self.tmp.name) / 'c.db'}", synchronous="NORMAL")
         self.clock = Clock()
         self.svc = ChallengeService(
             SQLChallengeStore(self.db), ttl_s=10, retain_s=10**9, clock=self.clock

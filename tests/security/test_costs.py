@@ -3,12 +3,11 @@ from __future__ import annotations
 from faceobfuscator.config import ProtocolConfig
 from faceobfuscator.payload import payload_size
 from faceobfuscator.security.costs import security_costs
-
-from .dbs import SQLiteDB
+from faceobfuscator.server.storage import open_storage
 
 
 def test_costs_report_sizes_and_latencies(tmp_path) -> None:
-    db = SQLiteDB(tmp_path / "c.db", synchronous="OFF")
+    db = open_storage(f"sqlite:///{tmp_path / 'c.db'}", synchronous="NORMAL")
     out = security_costs(db, ProtocolConfig(), n=5)
     size = payload_size(ProtocolConfig())
     assert out["payload_bytes"] == size == 100_404

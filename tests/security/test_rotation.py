@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,21 +21,17 @@ from faceobfuscator.security.envelope import (
 )
 from faceobfuscator.security.errors import EnvelopeError, RotationError
 from faceobfuscator.security.rotation import EnvelopeRow, SQLEnvelopeStore, rotate
+from faceobfuscator.server.storage import SQLStorage, open_storage
 
-from .dbs import PostgresDB, SQLiteDB, create_gallery
-
-REPO = Path(__file__).resolve().parents[2]
 OLD = MasterKey(bytes(range(32)))
 NEW = MasterKey(bytes(range(100, 132)))
 
 
-def _q(db: SQLiteDB | PostgresDB, sql: str) -> str:
+def _q(db: SQLStorage, sql: str) -> str:
     return sql if db.dialect == "sqlite" else sql.replace("?", "%s")
 
 
-def add_templates(
-    db: SQLiteDB | PostgresDB, subject: str, n: int, master: MasterKey
-) -> dict[int, bytes]:
+def add_templates(db: SQLStorage, subject: str, n: int, master: MasterKey) -> dict[int, bytes]:
     """Enrol ``n`` random templates for ``subject`` as the server does: insert, then encrypt
     with the id the row got. Returns {template id: plaintext}."""
     out: dict[int, bytes] = {}
@@ -42,12 +39,19 @@ def add_templates(
         cur.execute(_q(db, "SELECT id FROM subjects WHERE name = ?"), (subject,))
         row = cur.fetchone()
         if row is None:
-            cur.execute(_q(db, "INSERT INTO subjects (name) VALUES (?) RETURNING id"), (subject,))
+            cur.execute(
+                _q(db, "INSERT INTO subjects (name, created_at) VALUES (?, 0) RETURNING id"),
+                (subject,),
+            )
             row = cur.fetchone()
         for _ in range(n):
             cur.execute(
-                _q(db, "INSERT INTO templates (subject_id, payload) VALUES (?, ?) RETURNING id"),
-                (row[0], b""),
+                _q(
+                    db,
+                    "INSERT INTO templates (subject_id, payload, protocol_hash, created_at) "
+                    "VALUES (?, ?, ?, 0) RETURNING id",
+                ),
+                (row[0], b"", "ab" * 32),
             )
             tid = int(cur.fetchone()[0])
             plain = os.urandom(64)
@@ -57,7 +61,7 @@ def add_templates(
     return out
 
 
-def stored(db: SQLiteDB | PostgresDB) -> dict[int, tuple[str, bytes]]:
+def stored(db: SQLStorage) -> dict[int, tuple[str, bytes]]:
     with db.read() as cur:
         cur.execute(
             "SELECT t.id, s.name, t.payload FROM templates t JOIN subjects s ON s.id = t.subject_id"
@@ -65,7 +69,7 @@ def stored(db: SQLiteDB | PostgresDB) -> dict[int, tuple[str, bytes]]:
         return {int(r[0]): (r[1], bytes(r[2])) for r in cur.fetchall()}
 
 
-def assert_all_under(db: SQLiteDB | PostgresDB, plain: dict[int, bytes], key: MasterKey) -> None:
+def assert_all_under(db: SQLStorage, plain: dict[int, bytes], key: MasterKey) -> None:
     """Every row opens under ``key`` to what was enrolled; nothing else is there."""
     rows = stored(db)
     assert sorted(rows) == sorted(plain)
@@ -73,15 +77,14 @@ def assert_all_under(db: SQLiteDB | PostgresDB, plain: dict[int, bytes], key: Ma
         assert decrypt_record(blob, key, subject=subject, record_id=tid) == plain[tid]
 
 
-def assert_key_opens_nothing(db: SQLiteDB | PostgresDB, key: MasterKey) -> None:
+def assert_key_opens_nothing(db: SQLStorage, key: MasterKey) -> None:
     for tid, (subject, blob) in stored(db).items():
         with pytest.raises(EnvelopeError, match="not configured"):
             decrypt_record(blob, key, subject=subject, record_id=tid)
 
 
 @pytest.fixture
-def gallery(db: SQLiteDB | PostgresDB) -> tuple[SQLiteDB | PostgresDB, dict[int, bytes]]:
-    create_gallery(db)
+def gallery(db: SQLStorage) -> tuple[SQLStorage, dict[int, bytes]]:
     plain = add_templates(db, "ann", 7, OLD)
     plain |= add_templates(db, "bob", 6, OLD)
     return db, plain
@@ -208,11 +211,10 @@ def _boom(progress: object) -> None:
 
 _CHILD = """
 import base64, os, sys, time
-sys.path.insert(0, {repo!r})
 from faceobfuscator.security.envelope import MasterKey
 from faceobfuscator.security.rotation import SQLEnvelopeStore, rotate
-from tests.security.dbs import PostgresDB, SQLiteDB
-db = SQLiteDB({target!r}) if {sqlite!r} else PostgresDB({target!r})
+from faceobfuscator.server.storage import open_storage
+db = open_storage({target!r})
 old, new = (MasterKey(base64.b64decode(os.environ[k])) for k in ("OLD", "NEW"))
 print("ready", flush=True)
 rotate(SQLEnvelopeStore(db), old, new, batch=3, on_batch=lambda p: time.sleep(0.05))
@@ -220,12 +222,9 @@ print("finished", flush=True)
 """
 
 
-def test_rotation_killed_with_sigkill_resumes(db: SQLiteDB | PostgresDB) -> None:
-    create_gallery(db)
+def test_rotation_killed_with_sigkill_resumes(db: SQLStorage, db_url: str) -> None:
     plain = add_templates(db, "ann", 30, OLD)
-    sqlite = isinstance(db, SQLiteDB)
-    target = str(db.path) if isinstance(db, SQLiteDB) else db.conninfo
-    code = _CHILD.format(repo=str(REPO), target=target, sqlite=sqlite)
+    code = _CHILD.format(target=db_url)
     env = os.environ | {
         k: base64.b64encode(m._raw).decode() for k, m in (("OLD", OLD), ("NEW", NEW))
     }
@@ -267,13 +266,13 @@ def test_rotation_killed_with_sigkill_resumes(db: SQLiteDB | PostgresDB) -> None
 def test_deleted_template_leaves_no_decryptable_bytes(tmp_path: Path) -> None:
     """SQLite (secure_delete, WAL checkpointed): scan the raw database file for every
     envelope and try to open each; the deleted template's must be gone, a kept one found."""
-    db = SQLiteDB(tmp_path / "g.db")
-    create_gallery(db)
+    db = open_storage(f"sqlite:///{tmp_path / 'g.db'}")
     plain = add_templates(db, "ann", 3, OLD)
     keep, gone = min(plain), max(plain)
     with db.write() as cur:
         cur.execute("DELETE FROM templates WHERE id = ?", (gone,))
-    db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("g.db"))
     opened = {tid: 0 for tid in plain}
     start = raw.find(b"FOBE\x01")
@@ -291,8 +290,7 @@ def test_deleted_template_leaves_no_decryptable_bytes(tmp_path: Path) -> None:
     db.close()
 
 
-def test_a_plain_gallery_is_encrypted_by_rotating_from_no_key(db: SQLiteDB | PostgresDB) -> None:
-    create_gallery(db)
+def test_a_plain_gallery_is_encrypted_by_rotating_from_no_key(db: SQLStorage) -> None:
     plain = add_templates(db, "ann", 4, OLD)
     with db.write() as cur:  # store them as plain mode does: the payload itself
         for tid, p in plain.items():
