@@ -19,6 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--url", default=os.environ.get("FACEOBF_URL", "http://127.0.0.1:8000"), help="server"
     )
     c.add_argument("--key-file", type=Path, help="file holding the API key")
+    c.add_argument(
+        "--server-key-fingerprint",
+        default=os.environ.get("FACEOBF_SERVER_KEY_FINGERPRINT"),
+        help="pin the server's sealing key (faceobf keys show); payloads are then always "
+        "sealed and a server with another key, or none, is refused",
+    )
+    c.add_argument(
+        "--plain",
+        action="store_true",
+        help="send plain payloads even if the server can take sealed ones (no replay protection)",
+    )
     ops = c.add_subparsers(dest="op", required=True, metavar="OP")
 
     e = ops.add_parser("enroll", help="enrol photos of one subject (administrator key)")
@@ -51,7 +62,12 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         key = os.environ.get("FACEOBF_API_KEY", "")
     if not key:
         raise ConfigError("no API key: set FACEOBF_API_KEY or pass --key-file")
-    return Client(args.url, key)
+    return Client(
+        args.url,
+        key,
+        sealed=False if args.plain else None,
+        server_key_fingerprint=args.server_key_fingerprint,
+    )
 
 
 def _print(obj: object) -> None:
