@@ -5,13 +5,18 @@ renewable storage.
 - :mod:`.binding`: the associated data a sealed payload is bound to;
 - :mod:`.challenges`: single-use challenges on SQLite or PostgreSQL;
 - :mod:`.envelope`: envelope encryption of stored templates under a master key;
-- :mod:`.rotation`: resumable master-key rotation while the store is in use.
+- :mod:`.rotation`: resumable master-key rotation while the store is in use;
+- :mod:`.channel`: the sealed request end to end (client :func:`seal_request`, server
+  :class:`SealedReceiver`);
+- :mod:`.replay`: the replay attack, measured (imports torch; not loaded here);
+- :mod:`.costs`: added latency and bytes.
 
 Nothing here runs at import time beyond loading ``cryptography``.
 """
 
 from .binding import OPERATIONS, Binding, associated_data
 from .challenges import Challenge, ChallengeService, ChallengeStore, SQLChallengeStore
+from .channel import SealedReceiver, seal_request
 from .envelope import (
     ENVELOPE_OVERHEAD,
     MasterKey,
@@ -53,6 +58,8 @@ __all__ = [
     "ChallengeService",
     "ChallengeStore",
     "SQLChallengeStore",
+    "SealedReceiver",
+    "seal_request",
     "ENVELOPE_OVERHEAD",
     "MasterKey",
     "MasterKeyring",
