@@ -6,7 +6,7 @@ Only the payload bytes this returns ever leave the client.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -15,10 +15,17 @@ from .config import ProtocolConfig
 from .features import protect_faces
 from .payload import encode_payload
 
-if TYPE_CHECKING:
-    from .alignment import FaceAligner
+__all__ = ["Aligner", "ImageSource", "protect_aligned", "protect_photo", "channel_statistics"]
 
-__all__ = ["protect_aligned", "protect_photo", "channel_statistics"]
+#: A photo: a file path, encoded bytes (JPEG, PNG, ...) or an RGB uint8 array ``(H, W, 3)``.
+ImageSource = str | Path | bytes | np.ndarray
+
+
+class Aligner(Protocol):
+    """Finds a face in an RGB uint8 image and warps it onto the protocol's template
+    (:class:`faceobfuscator.alignment.FaceAligner`)."""
+
+    def align(self, rgb: np.ndarray) -> np.ndarray: ...
 
 
 def protect_aligned(
@@ -30,21 +37,24 @@ def protect_aligned(
 
 
 def protect_photo(
-    source: str | Path | bytes,
+    source: ImageSource,
     config: ProtocolConfig,
     *,
-    aligner: FaceAligner | None = None,
+    aligner: Aligner | None = None,
     generator: torch.Generator | None = None,
 ) -> bytes:
-    """An ordinary photo (path or encoded bytes) -> payload bytes.
+    """An ordinary photo -> payload bytes, with a fresh secure random draw unless
+    ``generator`` is given.
 
-    Raises ``ImageError`` for an undecodable image and ``NoFaceError`` when no face is found.
+    Raises:
+        ImageError: the image cannot be decoded.
+        NoFaceError: no face was found.
     """
     from .alignment import FaceAligner, load_image
 
+    rgb = source if isinstance(source, np.ndarray) else load_image(source)
     aligner = aligner if aligner is not None else FaceAligner(config)
-    face = aligner.align(load_image(source))
-    return protect_aligned(face, config, generator=generator)
+    return protect_aligned(aligner.align(rgb), config, generator=generator)
 
 
 def channel_statistics(feature: np.ndarray) -> list[dict[str, float]]:
