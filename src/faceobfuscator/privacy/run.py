@@ -90,12 +90,23 @@ class Reconstructions:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"rows": self.rows, "training": self.training, "sets": sorted(self.sets)}
         (out / "reconstructions.json").write_text(json.dumps(meta, indent=1) + "\n")
-        # one file per scheme keeps each file small enough to move between machines
-        by_scheme: dict[str, dict[str, np.ndarray]] = {}
-        for key, arr in self.sets.items():
-            by_scheme.setdefault(key.split("/", 1)[0], {})[key.replace("/", "__")] = arr
-        for scheme, arrays in by_scheme.items():
-            np.savez_compressed(out / f"reconstructions_{scheme}.npz", **arrays)  # type: ignore[arg-type]
+        # files per scheme and dataset, each under ~15 MB, so they can move between machines
+        groups: dict[str, list[str]] = {}
+        for key in sorted(self.sets):
+            parts = key.split("/")
+            groups.setdefault(f"{parts[0]}_{parts[-1]}", []).append(key)
+        for name, keys in groups.items():
+            chunks: list[list[str]] = [[]]
+            size = 0
+            for key in keys:
+                if chunks[-1] and size + self.sets[key].nbytes > 15_000_000:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(key)
+                size += self.sets[key].nbytes
+            for i, chunk in enumerate(chunks):
+                arrays = {k.replace("/", "__"): self.sets[k] for k in chunk}
+                np.savez_compressed(out / f"reconstructions_{name}_{i}.npz", **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, folder: str | Path) -> Reconstructions:
@@ -130,6 +141,8 @@ def reconstruct_all(
     """Train the configured attacks and reconstruct every victim set."""
     torch.set_num_threads(cfg.threads)
     dev = cfg.device
+    if torch.device(dev).type == "cuda":
+        torch.backends.cudnn.benchmark = True
     protocol = cfg.load_protocol()
     attacker = torch.from_numpy(faces.attacker).to(dev)
     probe_faces = attacker[: cfg.probe_images]
