@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from faceobfuscator import InputError, ProtocolConfig
+from faceobfuscator.benchmarks import load_benchmark
 from faceobfuscator.formats import write_bin
 from faceobfuscator.modeldir import load_model, make_random_model
 from faceobfuscator.verification import (
@@ -12,7 +13,6 @@ from faceobfuscator.verification import (
     embed_faces,
     evaluate_pairs,
     kfold_accuracy,
-    load_benchmark,
     tar_at_far,
     threshold_at_far,
 )

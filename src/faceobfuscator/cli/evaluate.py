@@ -42,10 +42,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     v.set_defaults(func=_verify)
 
+    r = group.add_parser(
+        "results",
+        help="verification table of several models (Markdown and JSON)",
+        description="Runs `eval verify` for every model and benchmark (and, for models "
+        "with a recovery step, the no-recovery ablation) and writes a Markdown table.",
+    )
+    r.add_argument("--models", type=Path, nargs="+", required=True, help="model directories")
+    r.add_argument("--benchmarks", default="lfw,cfp-ff,cfp-fp")
+    r.add_argument("--no-ablation", action="store_true", help="skip the no-recovery rows")
+    r.add_argument("--root", type=Path, default=v.get_default("root"))
+    r.add_argument("--aligned", type=Path, default=Path("cache/aligned"))
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
+    r.add_argument("--out", type=Path, default=Path("results/verification.json"))
+    r.add_argument("--markdown", type=Path, default=Path("results/verification.md"))
+    r.set_defaults(func=_results)
+
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..benchmarks import run_verification
     from ..split import parse_folds
-    from ..verification import run_verification
 
     result = run_verification(
         args.model,
@@ -73,3 +90,47 @@ def _verify(args: argparse.Namespace) -> int:
         f"{d['far_target']:g} ({d['tar_at_far']['n_impostor']} impostor pairs)"
     )
     return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from ..benchmarks import results_table, run_verification
+    from ..modeldir import read_model_config
+    from ..schemes import get_scheme
+
+    rows = []
+    for model in args.models:
+        config = read_model_config(model)
+        has_recovery = get_scheme(config["scheme"], _protocol(config)).has_recovery
+        settings = [True] + ([False] if has_recovery and not args.no_ablation else [])
+        for bench in args.benchmarks.split(","):
+            for recovery in settings:
+                result = run_verification(
+                    model,
+                    bench,
+                    recovery=recovery,
+                    datasets_root=args.root,
+                    aligned_root=args.aligned,
+                    device=args.device,
+                    seed=args.seed,
+                )
+                rows.append(result.to_dict())
+                print(
+                    f"{model.name} {bench} recovery={recovery}: "
+                    f"{100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} "
+                    f"({result.missing_pairs} pairs missing)",
+                    flush=True,
+                )
+    for path, text in (
+        (args.out, json.dumps(rows, indent=2)),
+        (args.markdown, results_table(rows)),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + ("" if text.endswith("\n") else "\n"))
+    print(results_table(rows))
+    return 0
+
+
+def _protocol(config: dict):
+    from ..config import ProtocolConfig
+
+    return ProtocolConfig.from_dict(config["protocol"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 __all__ = ["register"]
@@ -57,6 +59,9 @@ def _train(args: argparse.Namespace) -> int:
     if changes:
         config = config.replace(**changes)
     out = args.out or Path("runs") / (config.name or args.config.stem)
-    model_dir = train(config, out, resume=args.resume, progress=not args.no_progress)
+    command = shlex.join(["faceobf", *sys.argv[1:]])
+    model_dir = train(
+        config, out, resume=args.resume, progress=not args.no_progress, command=command
+    )
     print(f"model: {model_dir}")
     return 0

@@ -181,6 +181,7 @@ class _Run:
     step: int = 0
     t_start: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -370,10 +371,17 @@ def _end_epoch(run: _Run, epoch: int, loss: float, final: bool, progress: bool) 
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
 ) -> Path:
-    """Train ``config`` into ``out_dir``; returns the final model directory."""
+    """Train ``config`` into ``out_dir``; returns the final model directory. ``command``
+    (default: this process's command line) is recorded in every model directory."""
     run = _setup(config, Path(out_dir), resume)
+    run.command = command
     run.t_start = time.perf_counter()
     stopped = False
     for epoch in range(run.start_epoch, config.epochs):
@@ -407,6 +415,7 @@ def _model_kwargs(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
         "protocol": cfg.protocol_config,
         "threshold": metrics.get("threshold"),
         "metrics": metrics,
+        "command": run.command,
         "extra": {
             "train_config": cfg.to_dict(),
             "data": {**run.data.info, "train_images": len(run.train_idx)},
