@@ -7,7 +7,9 @@
 # PACK: the training pack (faceobf data pack). OUT_ROOT: default runs/gpu; each scheme
 # trains into OUT_ROOT/<scheme>/ (model in OUT_ROOT/<scheme>/model). BUDGET_SECONDS: wall
 # time for the three trainings together (default 480): the epochs, the same for all three,
-# come from the slowest scheme's measured throughput with room for loading and validation.
+# are the configs' own (60) or fewer where the slowest scheme's measured throughput would
+# not fit them in the budget, with room for start-up (about 20 s of cuDNN autotuning) and
+# validation; each run's --max-seconds (twice its share) is only a safety net.
 # Needs python3 with torch (CUDA), numpy, safetensors, pillow, tqdm and matplotlib; the
 # package is used from src/ when it is not installed. Run from the repository root.
 set -euo pipefail
@@ -25,19 +27,19 @@ faceobf() { "$PY" -c 'import sys; from faceobfuscator.cli import main; sys.exit(
 mkdir -p "$ROOT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$ROOT/gpu.txt" || true
 
-# 75% of the budget for training steps: loading, validation and checkpoints take the rest
+# 60% of the budget for training steps: loading, autotuning and validation take the rest
 configs=()
 for s in "${SCHEMES[@]}"; do configs+=("configs/gpu-mobilefacenet-$s.json"); done
 "$PY" - "$PACK" "$BUDGET" "${configs[@]}" >"$ROOT/plan.json" <<'PYEOF'
 import json, sys
 from faceobfuscator.training.bench import plan_epochs
 pack, budget, paths = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-print(json.dumps(plan_epochs(paths, pack, 0.75 * budget / len(paths))))
+print(json.dumps(plan_epochs(paths, pack, 0.6 * budget / len(paths))))
 PYEOF
 EPOCHS=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs"])' "$ROOT/plan.json")
 echo "plan: $(cat "$ROOT/plan.json")"
 
-per_run=$(( BUDGET / ${#SCHEMES[@]} ))
+per_run=$(( 2 * BUDGET / ${#SCHEMES[@]} ))
 for s in "${SCHEMES[@]}"; do
   start=$(date +%s)
   faceobf train "configs/gpu-mobilefacenet-$s.json" --pack "$PACK" --epochs "$EPOCHS" \

@@ -94,9 +94,9 @@ def training_throughput(
 def epochs_for_budget(
     configs: list[Any], train_images: int, budget_s: float, *, steps: int = 10
 ) -> dict[str, Any]:
-    """The largest equal number of epochs that lets each of ``configs`` (TrainConfigs on
-    one device) train on ``train_images`` images within ``budget_s`` seconds, from the
-    slowest one's measured training throughput."""
+    """The largest equal number of epochs, at most the configurations' own, that lets
+    each of ``configs`` (TrainConfigs on one device) train on ``train_images`` images
+    within ``budget_s`` seconds, from the slowest one's measured training throughput."""
     from .loop import resolve_device
 
     rates = {}
@@ -112,8 +112,9 @@ def epochs_for_budget(
         )
         rates[c.scheme] = r["train_images_per_s"]
     slowest = min(rates.values())
+    cap = [c.epochs for c in configs]
     return {
-        "epochs": max(1, int(budget_s * slowest / train_images)),
+        "epochs": max(1, min(int(budget_s * slowest / train_images), *cap)),
         "train_images_per_s": rates,
         "budget_s": budget_s,
         "train_images": train_images,
