@@ -241,7 +241,7 @@ def _load_srra_model(models_dir: Path, scheme: str, log: Log) -> RecognitionMode
         log(f"SRRA pending for {scheme}: no model at {directory}")
         return None
     model = load_model(directory)
-    if model.threshold is None or model.config.get("random"):
+    if model.threshold is None or (model.config.get("extra") or {}).get("random"):
         log(f"SRRA pending for {scheme}: {directory} has no calibrated threshold or is random")
         return None
     return model
