@@ -136,6 +136,7 @@ def run_verification(
     batch_size: int = 128,
     seed: int | None = None,
     far: float = 1e-3,
+    progress: bool = False,
 ) -> VerificationResult:
     """``faceobf eval verify``: load the model and benchmark, embed, score, k-fold.
 
@@ -166,6 +167,7 @@ def run_verification(
         flip=flip,
         recovery=recovery,
         batch_size=batch_size,
+        progress=progress,
     )
     result = evaluate_pairs(
         benchmark,

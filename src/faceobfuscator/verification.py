@@ -134,6 +134,7 @@ def embed_faces(
     flip: bool = True,
     recovery: bool = True,
     batch_size: int = 128,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of uint8 faces ``(M, S, S, 3)`` as the scheme's client and server
     compute them, each view with its own fresh protection.
@@ -144,14 +145,18 @@ def embed_faces(
         flip: also embed the mirror image and sum (the standard verification protocol).
         recovery: apply the server's recovery; ``False`` feeds what was sent straight to
             the network (the paper's Table 5 ablation).
+        progress: show a progress bar (on stderr).
 
     Returns:
         ``(combined, single)``: the normalised sum over views ``(M, D)`` and the embedding
         of the unflipped view alone (what a deployed server compares).
     """
     device = generator.device
+    from tqdm import tqdm
+
     combined, single = [], []
-    for start in range(0, faces.shape[0], batch_size):
+    starts = range(0, faces.shape[0], batch_size)
+    for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
         x = faces[start : start + batch_size].to(device)
         views = [x, x.flip(2)] if flip else [x]
         embs = []

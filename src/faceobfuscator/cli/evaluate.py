@@ -75,6 +75,7 @@ def _verify(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         seed=args.seed,
+        progress=True,
     )
     d = result.to_dict()
     if args.out:
@@ -112,6 +113,7 @@ def _results(args: argparse.Namespace) -> int:
                     aligned_root=args.aligned,
                     device=args.device,
                     seed=args.seed,
+                    progress=True,
                 )
                 rows.append(result.to_dict())
                 print(
