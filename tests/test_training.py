@@ -181,3 +181,23 @@ def test_epochs_for_budget_uses_the_slowest_scheme_and_the_cap(monkeypatch):
     plan = bench.epochs_for_budget(configs, train_images=1000, budget_s=10)
     assert plan["epochs"] == 5  # 10 s at 500 images/s over 1000 images
     assert bench.epochs_for_budget(configs, train_images=1000, budget_s=1000)["epochs"] == 60
+
+
+def test_recordio_faces_stream_in_requested_batches(tmp_path, rng):
+    import io
+
+    from faceobfuscator.formats import IRHeader, pack_image_record, write_recordio
+    from faceobfuscator.training.data import StreamedFaces
+
+    faces = smooth_face_like(rng, n=5)
+    records = [(0, pack_image_record(IRHeader(2, np.array([6.0, 9.0], "f4"), 0, 0), b""))]
+    for k, face in enumerate(faces, start=1):
+        buf = io.BytesIO()
+        Image.fromarray(face).save(buf, format="PNG")
+        records.append((k, pack_image_record(IRHeader(0, float(k % 2), k, 0), buf.getvalue())))
+    write_recordio(tmp_path / "train.rec", records)
+    data = StreamedFaces(str(tmp_path / "train.rec"), workers=0)
+    assert len(data) == 5 and data.classes == ["0", "1"]
+    ((got, labels),) = list(data.batches([np.array([4, 0])]))
+    np.testing.assert_array_equal(got.numpy(), faces[[4, 0]])
+    assert labels.tolist() == [1, 1]  # keys 5 and 1

@@ -322,7 +322,7 @@ def decode_image(data: bytes | np.ndarray, size: int = 112) -> np.ndarray:
 
         try:
             with Image.open(io.BytesIO(data)) as im:
-                arr = np.asarray(im.convert("RGB"))
+                arr = np.array(im.convert("RGB"))  # writable, for torch.from_numpy
         except (UnidentifiedImageError, OSError) as exc:
             raise FormatError(f"image bytes could not be decoded: {exc}") from None
     if arr.dtype != np.uint8 or arr.shape != (size, size, 3):
