@@ -58,7 +58,9 @@ def test_harness_end_to_end(setup: tuple[PrivacyConfig, EvaluationFaces], tmp_pa
     assert by[("faceobfuscator", "adaptive", "C", "dn")]["preprocessing"] == "server+rms+abs"
     assert by[("arcface-fd", "adaptive", "C", "dn")]["preprocessing"] == "none"
     # equal preprocessing shares one network; the white-box row is refined on top of it
-    fo = [by[("faceobfuscator", v, "C", "dn")]["set"] for v in ("as-paper", "adaptive", "white-box")]
+    fo = [
+        by[("faceobfuscator", v, "C", "dn")]["set"] for v in ("as-paper", "adaptive", "white-box")
+    ]
     assert len(set(fo)) == 3
     assert sum(k.startswith("faceobfuscator") for k in recons.training) == 4
     assert "D = C" in by[("faceobfuscator", "adaptive", "D", "dn")]["notes"]
