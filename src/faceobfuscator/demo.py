@@ -29,7 +29,7 @@ from .errors import InputError
 __all__ = ["run_demo", "pick_people", "stored_view"]
 
 #: Where the committed trained model lives, relative to the repository root.
-MODEL_DIR = Path("models") / "faceobfuscator"
+MODEL_DIR = Path("models") / "mobilefacenet-faceobfuscator"
 #: LFW View 2 folds whose identities no model of this project trained on.
 TEST_FOLDS = range(6, 11)
 
@@ -185,7 +185,7 @@ def run_demo(
     seed: int = 0,
 ) -> Path:
     """Run the demo and write ``server_demo.html`` and ``server_demo.json`` into ``out``;
-    returns the HTML report's path. ``model`` defaults to ``models/faceobfuscator``, or,
+    returns the HTML report's path. ``model`` defaults to ``models/mobilefacenet-faceobfuscator``, or,
     when that is missing, a clearly labelled random (untrained) model."""
     from .modeldir import read_model_config
     from .sdk import APIError, Client
@@ -368,7 +368,7 @@ def _html(report: dict[str, Any], examples: list[dict[str, str]]) -> str:
     warn = ""
     if report["untrained_model"]:
         warn = (
-            '<p class="warn">No trained model was found at models/faceobfuscator: this run '
+            '<p class="warn">No trained model was found at models/mobilefacenet-faceobfuscator: this run '
             "served a RANDOMLY INITIALISED model, so the accuracy below is at chance level. "
             "It shows the pipeline, not the method's accuracy.</p>"
         )
