@@ -29,6 +29,19 @@ def test_config_errors_name_the_problem() -> None:
         PrivacyConfig(attacks=("gan",))
     with pytest.raises(ConfigError, match="scenarios"):
         PrivacyConfig(scenarios=("E",))
+    with pytest.raises(ConfigError, match="(?s)replay.dataset='ms1m'.*replay.attack='gan'"):
+        PrivacyConfig.from_dict({"replay": {"dataset": "ms1m", "attack": "gan"}})
+    with pytest.raises(ConfigError, match="bad privacy configuration entry"):
+        PrivacyConfig.from_dict({"replay": {"victimz": 3}})
+
+
+def test_replay_settings_round_trip() -> None:
+    cfg = PrivacyConfig.from_dict(
+        {"replay": {"victims": 7, "attack_settings": {"steps": 5, "max_seconds": 9}}}
+    )
+    assert (cfg.replay.victims, cfg.replay.attack_settings.steps) == (7, 5)
+    assert cfg.replay.attack_settings.max_seconds == 9
+    assert cfg.to_dict()["replay"]["attack_settings"]["steps"] == 5
 
 
 def _interval(m: float) -> dict:

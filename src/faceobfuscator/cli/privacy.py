@@ -3,7 +3,9 @@
 - ``run CONFIG``: everything, on this machine;
 - ``pack CONFIG DIR``: the run's faces into a folder, for a machine without the datasets;
 - ``reconstruct CONFIG DIR``: train and reconstruct only (no dlib needed), saving to DIR;
-- ``score CONFIG DIR``: score reconstructions saved by ``reconstruct`` and write reports.
+- ``score CONFIG DIR``: score reconstructions saved by ``reconstruct`` and write reports;
+- ``replay CONFIG``: replay acceptance against plain and sealed deployments, and the
+  reconstruction attack on a sealed deployment's leaks (``replay_sealed.*``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         ("reconstruct", _reconstruct, "train and reconstruct only; save to a folder", "folder"),
         ("score", _score, "score reconstructions saved by `reconstruct`; write reports", "folder"),
+        (
+            "replay",
+            _replay,
+            "replay attacks on plain and sealed deployments; attacks on sealed leaks",
+            None,
+        ),
     ]
     for name, func, help_text, folder in specs:
         p = sub.add_parser(name, help=help_text)
@@ -82,4 +90,11 @@ def _score(args: argparse.Namespace) -> int:
     from ..privacy.run import Reconstructions, run_privacy
 
     run_privacy(_config(args), log=_log, reconstructions=Reconstructions.load(args.folder))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ..privacy.run_replay import run_replay
+
+    run_replay(_config(args), log=_log)
     return 0

@@ -3,6 +3,10 @@ leakage scenarios, metrics and reports (``faceobf privacy run CONFIG``).
 
 Attacks see only tensors, so a new protection scheme needs no change here: register it in
 :mod:`faceobfuscator.schemes` and name it in a configuration.
+
+``faceobf privacy replay CONFIG`` (:mod:`.run_replay`, not loaded here: it starts API
+servers) measures replay attacks on plain and sealed deployments (:mod:`.replay`) and the
+reconstruction attacks on what a sealed deployment leaks (:mod:`.sealed`).
 """
 
 from __future__ import annotations

@@ -13,12 +13,55 @@ from ..errors import ConfigError
 from .attacks import AttackSettings, list_attacks
 from .variants import EXTRAS, RefineSettings, list_variants
 
-__all__ = ["PrivacyConfig", "SCENARIOS"]
+__all__ = ["PrivacyConfig", "ReplaySettings", "SCENARIOS"]
 
 #: C: features leaked from the transmission channel (what is sent);
 #: D: features leaked from the server's database (what is stored).
 SCENARIOS = ("C", "D")
 _VICTIM_DATASETS = ("lfw", "cfp")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The measurements of ``faceobf privacy replay``: replayed features against a plain and
+    a sealed deployment, and the reconstruction attack on what a sealed deployment leaks.
+
+    Attributes:
+        model: the server's model directory (a ``faceobfuscator`` model with a calibrated
+            threshold).
+        dataset: the benchmark whose test-fold victims are enrolled and attacked.
+        victims: how many of that benchmark's victims (at most ``victims_per_dataset``).
+        attack: the reconstruction attack trained on sealed bytes.
+        attack_settings: its size and schedule.
+    """
+
+    model: str = "models/mobilefacenet-faceobfuscator"
+    dataset: str = "lfw"
+    victims: int = 60
+    attack: str = "dn"
+    attack_settings: AttackSettings = AttackSettings(steps=300, max_seconds=120)
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.dataset not in _VICTIM_DATASETS:
+            p.append(f"replay.dataset={self.dataset!r}; known: {list(_VICTIM_DATASETS)}")
+        if not isinstance(self.victims, int) or self.victims < 1:
+            p.append(f"replay.victims={self.victims!r} must be a positive integer")
+        if self.attack not in list_attacks():
+            p.append(f"replay.attack={self.attack!r}; known: {list_attacks()}")
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["attack_settings"] = self.attack_settings.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplaySettings:
+        kw = dict(data)
+        if "attack_settings" in kw:
+            kw["attack_settings"] = AttackSettings(**kw["attack_settings"])
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -36,6 +79,8 @@ class PrivacyConfig:
         protocol: a protocol JSON file; None uses the default protocol.
         models_dir: ``<models_dir>/<scheme>/`` model directories for SRRA; a missing one
             marks SRRA as pending for that scheme.
+        srra_models: per scheme, the model directory for SRRA, where it is not
+            ``<models_dir>/<scheme>/``.
         schemes, attacks, variants, scenarios: what to evaluate.
         attack_settings: per attack, the :class:`AttackSettings` fields to set.
         attacker_images: faces of training identities the attacker trains on.
@@ -49,6 +94,7 @@ class PrivacyConfig:
         seed: seeds every random choice of the run.
         threads: torch CPU threads.
         device: torch device for training.
+        replay: settings of ``faceobf privacy replay`` (:class:`ReplaySettings`).
     """
 
     name: str = "privacy"
@@ -59,6 +105,7 @@ class PrivacyConfig:
     pack: str | None = None
     protocol: str | None = None
     models_dir: str = "models"
+    srra_models: dict[str, str] = field(default_factory=dict)
     schemes: tuple[str, ...] = ("arcface-fd", "faceobfuscator")
     attacks: tuple[str, ...] = ("dn", "pix2pix")
     variants: tuple[str, ...] = ("as-paper", "adaptive", "white-box")
@@ -74,6 +121,7 @@ class PrivacyConfig:
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
+    replay: ReplaySettings = ReplaySettings()
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -102,11 +150,21 @@ class PrivacyConfig:
             p.append(f"grid_victims={self.grid_victims!r} must be an integer >= 0")
         if not self.schemes:
             p.append("schemes is empty")
+        stray = sorted(set(self.srra_models) - set(self.schemes))
+        if stray:
+            p.append(
+                f"srra_models for schemes {stray} that are not evaluated: {list(self.schemes)}"
+            )
+        p += self.replay.problems()
         if p:
             raise ConfigError("invalid privacy configuration:\n  - " + "\n  - ".join(p))
 
     def settings_for(self, attack: str) -> AttackSettings:
         return self.attack_settings.get(attack, AttackSettings())
+
+    def srra_model_dir(self, scheme: str) -> Path:
+        """The model directory used for ``scheme``'s SRRA."""
+        return Path(self.srra_models.get(scheme, Path(self.models_dir) / scheme))
 
     def load_protocol(self) -> ProtocolConfig:
         return ProtocolConfig() if self.protocol is None else ProtocolConfig.load(self.protocol)
@@ -114,6 +172,7 @@ class PrivacyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["attack_settings"] = {k: v.to_dict() for k, v in self.attack_settings.items()}
+        d["replay"] = self.replay.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -133,6 +192,8 @@ class PrivacyConfig:
                     kw[k] = {a: AttackSettings(**s) for a, s in v.items()}
                 elif k == "refine":
                     kw[k] = RefineSettings(**v)
+                elif k == "replay":
+                    kw[k] = ReplaySettings.from_dict(v)
                 elif isinstance(v, list):
                     kw[k] = tuple(v)
                 else:

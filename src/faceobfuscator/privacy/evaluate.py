@@ -9,12 +9,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..modeldir import RecognitionModel
-from ..schemes import Scheme
 from .identity import DlibRecognizer, cosine, to_uint8
-from .metrics import mean_interval, mse, psnr, ssim
+from .metrics import mean_interval, mse, psnr, ssim, to_unit_rgb
+from .pack import VictimFaces
 
-__all__ = ["VictimSet", "score", "srra_accepts", "baselines"]
+__all__ = [
+    "VictimSet",
+    "average_face",
+    "score",
+    "srra_accepts",
+    "srra_reference_points",
+    "baselines",
+]
 
 
 @dataclass
@@ -38,6 +46,24 @@ class VictimSet:
     reference_emb: np.ndarray
     identities: list[str]
 
+    @classmethod
+    def from_faces(cls, victims: VictimFaces, recognizer: DlibRecognizer) -> VictimSet:
+        return cls(
+            victims.dataset,
+            victims.probe,
+            victims.reference,
+            to_unit_rgb(victims.probe),
+            recognizer.embed(victims.probe),
+            recognizer.embed(victims.reference),
+            victims.identities,
+        )
+
+
+def average_face(faces: np.ndarray) -> np.ndarray:
+    """The pixel-wise mean of uint8 faces ``(N, S, S, 3)``, rounded to uint8: the best an
+    attacker can output when its input tells it nothing about the face."""
+    return np.round(faces.astype(np.float64).mean(0)).astype(np.uint8)
+
 
 def _summary(values: Any, *, share: bool = False) -> dict[str, Any]:
     return mean_interval(values, share=share).to_dict()
@@ -45,20 +71,48 @@ def _summary(values: Any, *, share: bool = False) -> dict[str, Any]:
 
 def srra_accepts(
     model: RecognitionModel,
-    scheme: Scheme,
     images: np.ndarray,
     references: np.ndarray,
     *,
     generator: torch.Generator,
 ) -> np.ndarray:
-    """0/1 per victim: whether ``images`` (uint8 ``(N, S, S, 3)``), replayed as photos
-    through the scheme's client and the server's model, are accepted as the person in
-    ``references`` at the model's calibrated threshold."""
+    """0/1 per victim: whether ``images`` (uint8 ``(N, S, S, 3)`` aligned faces), replayed
+    as photos through the client of the model's scheme (a fresh obfuscation) and the model,
+    are accepted as the person enrolled from ``references`` (the same shape; each enrolled
+    through the client too) at the model's calibrated threshold."""
     if model.threshold is None:
-        raise ValueError("the model has no calibrated threshold")
+        raise InputError("the model has no calibrated threshold; SRRA needs one")
+    if images.shape != references.shape:
+        raise InputError(
+            f"images {images.shape} and references {references.shape} must pair one to one"
+        )
+    scheme = model.scheme
     a = model.embed_sent(scheme.client_features(torch.from_numpy(images), generator=generator))
     b = model.embed_sent(scheme.client_features(torch.from_numpy(references), generator=generator))
     return ((a * b).sum(dim=1) >= model.threshold).double().numpy()
+
+
+def srra_reference_points(
+    model: RecognitionModel,
+    victims: VictimSet,
+    average: np.ndarray,
+    *,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """SRRA of the victims' own probe photos (the ceiling: the model's true acceptance
+    rate on these pairs), of another victim's probe photo (the impostor rate) and of the
+    attacker's average face ``(S, S, 3)`` (the floor)."""
+    ref = victims.reference
+    avg = np.repeat(average[None], len(ref), axis=0)
+
+    def rate(images: np.ndarray) -> dict[str, Any]:
+        return _summary(srra_accepts(model, images, ref, generator=generator), share=True)
+
+    return {
+        "ceiling": rate(victims.probe),
+        "impostor": rate(np.roll(victims.probe, 1, axis=0)),
+        "floor": rate(avg),
+    }
 
 
 def score(
@@ -66,7 +120,7 @@ def score(
     victims: VictimSet,
     recognizer: DlibRecognizer,
     *,
-    srra: tuple[RecognitionModel, Scheme, torch.Generator] | None = None,
+    srra: tuple[RecognitionModel, torch.Generator] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of reconstructions ``(N, 3, S, S)`` of ``victims``: MSE, PSNR, SSIM against
     the probe; COS between the dlib descriptors of reconstruction and probe; ``match``,
@@ -81,10 +135,9 @@ def score(
         "match": _summary(recognizer.matches(emb, victims.reference_emb), share=True),
     }
     if srra is not None:
-        model, scheme, g = srra
+        model, g = srra
         out["srra"] = _summary(
-            srra_accepts(model, scheme, to_uint8(recon), victims.reference, generator=g),
-            share=True,
+            srra_accepts(model, to_uint8(recon), victims.reference, generator=g), share=True
         )
     return out, emb
 

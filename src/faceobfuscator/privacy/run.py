@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import ProtocolConfig
 from ..errors import ConfigError
 from ..modeldir import RecognitionModel, load_model
 from ..schemes import Scheme, get_scheme
 from .attacks import get_attack
 from .config import PrivacyConfig
-from .evaluate import VictimSet, baselines, score
+from .evaluate import VictimSet, average_face, baselines, score, srra_reference_points
 from .identity import DlibRecognizer, to_uint8
 from .metrics import to_unit_rgb
 from .pack import EvaluationFaces, read_pack, select_faces
@@ -38,6 +39,7 @@ from .variants import Leak, Preprocessor, prepare_variant
 __all__ = [
     "Reconstructions",
     "batch_source",
+    "load_srra_model",
     "make_leak",
     "reconstruct_all",
     "run_privacy",
@@ -235,16 +237,41 @@ def _train(
     return _Trained(attack, train_log.to_dict())
 
 
-def _load_srra_model(models_dir: Path, scheme: str, log: Log) -> RecognitionModel | None:
-    directory = models_dir / scheme
+def load_srra_model(
+    cfg: PrivacyConfig, scheme: str, protocol: ProtocolConfig, log: Log = print
+) -> RecognitionModel | None:
+    """The model that SRRA replays ``scheme``'s reconstructions through, or None (SRRA
+    pending) when there is no model or it is untrained or uncalibrated. A model of another
+    scheme or protocol is a configuration error: its figures would mean nothing."""
+    directory = cfg.srra_model_dir(scheme)
     if not (directory / "config.json").is_file():
         log(f"SRRA pending for {scheme}: no model at {directory}")
         return None
     model = load_model(directory)
+    if model.scheme.name != scheme:
+        raise ConfigError(
+            f"the SRRA model for {scheme!r}, {directory}, was trained for scheme "
+            f"{model.scheme.name!r}; point srra_models[{scheme!r}] at a {scheme!r} model"
+        )
+    if model.protocol.hash != protocol.hash:
+        raise ConfigError(
+            f"the SRRA model {directory} uses protocol {model.protocol.hash[:12]}, the run "
+            f"{protocol.hash[:12]}; use a model trained under the run's protocol"
+        )
     if model.threshold is None or (model.config.get("extra") or {}).get("random"):
         log(f"SRRA pending for {scheme}: {directory} has no calibrated threshold or is random")
         return None
+    log(f"SRRA for {scheme}: {directory} at threshold {model.threshold:.4f}")
     return model
+
+
+def _model_info(cfg: PrivacyConfig, scheme: str, model: RecognitionModel) -> dict[str, Any]:
+    metrics = model.config.get("metrics") or {}
+    return {
+        "directory": str(cfg.srra_model_dir(scheme)),
+        "threshold": model.threshold,
+        **{k: metrics[k] for k in ("val_accuracy", "val_tar", "val_far") if k in metrics},
+    }
 
 
 def score_all(
@@ -258,28 +285,22 @@ def score_all(
     torch.set_num_threads(cfg.threads)
     protocol = cfg.load_protocol()
     rec = DlibRecognizer(protocol)
-    sets = {
-        v.dataset: VictimSet(
-            v.dataset,
-            v.probe,
-            v.reference,
-            to_unit_rgb(v.probe),
-            rec.embed(v.probe),
-            rec.embed(v.reference),
-            v.identities,
-        )
-        for v in faces.victims
-    }
-    average = np.round(faces.attacker.astype(np.float64).mean(0)).astype(np.uint8)
-    models = {s: _load_srra_model(Path(cfg.models_dir), s, log) for s in cfg.schemes}
+    sets = {v.dataset: VictimSet.from_faces(v, rec) for v in faces.victims}
+    average = average_face(faces.attacker)
+    models = {s: load_srra_model(cfg, s, protocol, log) for s in cfg.schemes}
     g = torch.Generator().manual_seed(cfg.seed + 4)
+    srra_baselines = {
+        s: {d: srra_reference_points(m, v, average, generator=g) for d, v in sets.items()}
+        for s, m in models.items()
+        if m is not None
+    }
     scored: dict[str, dict[str, Any]] = {}
     rows = []
     for r in recons.rows:
         key = r["set"]
         if key not in scored:
             model = models.get(r["scheme"])
-            srra = (model, model.scheme, g) if model is not None else None
+            srra = (model, g) if model is not None else None
             recon = to_unit_rgb(recons.sets[key])
             scored[key], _ = score(recon, sets[r["dataset"]], rec, srra=srra)
             m = scored[key]
@@ -296,6 +317,8 @@ def score_all(
         "attacker_images": int(len(faces.attacker)),
         "attacker_identities": faces.attacker_identities,
         "baselines": {d: baselines(s, average, rec) for d, s in sets.items()},
+        "srra_models": {s: _model_info(cfg, s, m) for s, m in models.items() if m is not None},
+        "srra_baselines": srra_baselines,
         "rows": rows,
         "training": recons.training,
     }
