@@ -33,6 +33,8 @@ bench: venv
 	mkdir -p results/bench
 	$(BIN)/faceobf bench transform --root $(DATA) --out results/bench/transform.json
 	$(BIN)/faceobf bench security --out results/bench/security.json
+	$(BIN)/faceobf bench training --out results/bench/training.json
+	$(BIN)/faceobf bench server --duration 15 --out results/bench/server.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_transform)
 
     from .bench_security import add_security_parser
+
+    tr = kinds.add_parser("training", help="training and inference images/s per backbone")
+    tr.add_argument("--backbones", nargs="+", default=["mobilefacenet", "iresnet18", "iresnet50"])
+    tr.add_argument("--schemes", nargs="+", default=["arcface", "arcface-fd", "faceobfuscator"])
+    tr.add_argument("--batch", type=int, default=32)
+    tr.add_argument("--steps", type=int, default=3)
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--out", type=Path, help="also write the JSON here")
+    tr.set_defaults(func=_training)
+
     from .bench_server import add_server_parser
 
     add_server_parser(kinds)
@@ -44,4 +54,26 @@ def _transform(args: argparse.Namespace) -> int:
     for key, value in result.items():
         shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
         print(f"{key:<24} {shown}")
+    return 0
+
+
+def _training(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..training.bench import training_throughput
+
+    combos = [(b, s) for b in args.backbones for s in args.schemes]
+    rows = []
+    for backbone, scheme in tqdm(combos, desc="bench training", unit="model"):
+        rows.append(training_throughput(backbone, scheme, args.batch, args.steps, args.device))
+    result = {"device": args.device, "batch": args.batch, "steps": args.steps, "runs": rows}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'backbone':<14} {'scheme':<15} {'params':>10} {'train img/s':>12} {'infer img/s':>12}")
+    for r in rows:
+        print(
+            f"{r['backbone']:<14} {r['scheme']:<15} {r['params']:>10,} "
+            f"{r['train_images_per_s']:>12.1f} {r['inference_images_per_s']:>12.1f}"
+        )
     return 0
