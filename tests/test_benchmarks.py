@@ -63,6 +63,8 @@ def test_results_table():
             "accuracy_std": std,
             "recovery": recovery,
             "extra": {"model": f"models/{model}", "scheme": model},
+            "n_pairs": 90,
+            "missing_pairs": 10 if bench == "cfp-fp" else 0,
         }
 
     table = results_table(
@@ -78,3 +80,4 @@ def test_results_table():
     assert lines[2] == "| arcface | arcface | 90.00 ± 1.00 | 80.00 ± 2.00 |"
     assert lines[3] == "| faceobfuscator | faceobfuscator | 85.00 ± 1.50 | - |"
     assert lines[4].startswith("| faceobfuscator | faceobfuscator, no recovery (Table 5) | 50.00")
+    assert lines[-1] == "Pairs left out because a crop is missing: cfp-fp 10 of 100"

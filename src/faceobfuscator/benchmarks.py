@@ -194,7 +194,8 @@ def run_verification(
 
 def results_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table of :meth:`VerificationResult.to_dict` rows: one line per model and
-    recovery setting, one column per benchmark (accuracy mean +- std over folds, in %)."""
+    recovery setting, one column per benchmark (accuracy mean +- std over folds, in %),
+    and a note of the pairs left out for missing crops."""
     benches = list(dict.fromkeys(r["benchmark"] for r in results))
     rows: dict[tuple[str, str, bool], dict[str, dict[str, Any]]] = {}
     for r in results:
@@ -213,4 +214,12 @@ def results_table(results: list[dict[str, Any]]) -> str:
                 else f"{100 * cell['accuracy_mean']:.2f} ± {100 * cell['accuracy_std']:.2f}"
             )
         lines.append(f"| {Path(model).name} | {label} | " + " | ".join(cells) + " |")
+    missing = {}
+    for r in results:
+        if r.get("missing_pairs"):
+            total = r["n_pairs"] + r["missing_pairs"]
+            missing[r["benchmark"]] = f"{r['benchmark']} {r['missing_pairs']} of {total}"
+    if missing:
+        lines.append("")
+        lines.append("Pairs left out because a crop is missing: " + ", ".join(missing.values()))
     return "\n".join(lines) + "\n"
