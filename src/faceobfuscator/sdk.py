@@ -22,6 +22,7 @@ import httpx
 from .client import Aligner, ImageSource, protect_image
 from .config import ProtocolConfig
 from .errors import ConfigError, FaceObfuscatorError
+from .outcomes import Enrolment, Verification
 from .security.challenges import Challenge
 from .security.channel import seal_request
 from .security.errors import KeyPinError
@@ -45,20 +46,6 @@ class APIError(FaceObfuscatorError):
         super().__init__(f"server answered {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class Enrolment:
-    subject: str
-    template_id: int
-
-
-@dataclass(frozen=True)
-class Verification:
-    subject: str
-    score: float
-    match: bool
-    threshold: float
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..outcomes import Enrolment, Verification
 from ..payload import decode_payload, payload_size
 from ..security.envelope import TemplateVault, is_envelope
 from ..security.errors import EnvelopeError
@@ -27,20 +28,6 @@ from .storage import ADD, SQLStorage, SubjectRecord, TemplateRef
 __all__ = ["GalleryService", "Verification", "Identification", "Enrolment"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Enrolment:
-    subject: str
-    template_id: int
-
-
-@dataclass(frozen=True)
-class Verification:
-    subject: str
-    score: float
-    match: bool
-    threshold: float
 
 
 @dataclass(frozen=True)
