@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.server.pg import PostgresUnavailable, temporary_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("FACEOBF_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -25,3 +28,18 @@ def datasets_root() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of one PostgreSQL server for the whole run (FACEOBF_TEST_PG_URL, or a temporary
+    one on loopback); tests that need it fail, never skip, when it cannot start."""
+    given = os.environ.get("FACEOBF_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    try:
+        with temporary_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is needed by the storage tests and could not start: {exc}")

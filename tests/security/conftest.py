@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,22 +10,7 @@ import pytest
 from faceobfuscator.security.sealing import ServerKeyPair
 from faceobfuscator.server.storage import SQLStorage, open_storage
 
-from ..server.pg import PostgresUnavailable, temporary_postgres
 from .dbs import new_schema
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a PostgreSQL server (FACEOBF_TEST_PG_URL, or a temporary one)."""
-    given = os.environ.get("FACEOBF_TEST_PG_URL")
-    if given:
-        yield given
-        return
-    try:
-        with temporary_postgres() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is needed by the security tests and could not start: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

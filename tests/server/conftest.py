@@ -13,23 +13,14 @@ from faceobfuscator.server.keys import key_digest, new_api_key
 from faceobfuscator.server.storage import SQLStorage, open_storage
 
 from .fakes import FakeEmbedder
-from .pg import PostgresUnavailable, temporary_postgres
 
 _db_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """URL of a PostgreSQL server (FACEOBF_TEST_PG_URL, or a temporary one)."""
-    given = os.environ.get("FACEOBF_TEST_PG_URL")
-    if given:
-        yield given
-        return
-    try:
-        with temporary_postgres() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is needed by the storage tests and could not start: {exc}")
+def pg_server(postgres_url: str) -> str:
+    """The run's PostgreSQL server (see tests/conftest.py)."""
+    return postgres_url
 
 
 @pytest.fixture
