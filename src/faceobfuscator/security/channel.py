@@ -20,7 +20,7 @@ from .sealing import ServerKeyPair, ServerPublicKey, open_sealed, seal
 __all__ = ["SealedReceiver", "seal_request", "SUITE_NAME"]
 
 #: The HPKE suite of sealed payloads, as ``/v1/protocol`` names it.
-SUITE_NAME = "HPKE base mode: DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM"
+SUITE_NAME = "HPKE base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM"
 
 
 def seal_request(

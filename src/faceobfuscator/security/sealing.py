@@ -1,12 +1,14 @@
 """Sealed payloads: the client encrypts each payload to the server's public key with HPKE.
 
-HPKE (RFC 9180) in base mode through the ``hpke`` package, suite DHKEM(P-256, HKDF-SHA256),
-HKDF-SHA256, AES-128-GCM: the only DHKEM that package offers is over the NIST curves (it has
-no X25519); the suite ids are in every sealed blob, so another suite can be added without
-ambiguity. Layout::
+HPKE (RFC 9180) in base mode through the ``pyhpke`` package (built on ``cryptography``),
+suite DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM. The suite ids are in every
+sealed blob, so another suite can be added without ambiguity. Layout::
 
     magic "FOBS" | version u8 | kem u16 | kdf u16 | aead u16 | key id (8 bytes)
-    | enc (65 bytes, the ephemeral public key) | ciphertext and 16-byte tag
+    | enc (32 bytes, the ephemeral X25519 public key) | ciphertext and 16-byte tag
+
+The server's private key is an X25519 key, saved as unencrypted PKCS#8 PEM; its public key
+is the raw 32-byte X25519 encoding.
 
 The header is authenticated with the caller's associated data (a request
 :class:`~faceobfuscator.security.binding.Binding`), so nothing in the blob can be changed
@@ -23,10 +25,9 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-import hpke
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, PyHPKEError
 
 from .errors import KeyFileError, KeyPinError, SealError
 
@@ -40,14 +41,15 @@ __all__ = [
     "SEAL_OVERHEAD",
 ]
 
-_SUITE = hpke.Suite__DHKEM_P256_HKDF_SHA256__HKDF_SHA256__AES_128_GCM
+_SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES128_GCM)
+_SUITE_IDS = (_SUITE.kem.id.value, _SUITE.kdf.id.value, _SUITE.aead.id.value)
 _INFO = b"faceobfuscator sealed payload v1"
 _MAGIC = b"FOBS"
 _VERSION = 1
 _HEADER = struct.Struct(">4sBHHH8s")
-_ENC = 65  # uncompressed P-256 point
+_ENC = 32  # the ephemeral X25519 public key
 _TAG = 16
-_PUBLIC_RAW = 65
+_PUBLIC_RAW = 32
 
 #: Bytes a sealed payload adds to its plaintext.
 SEAL_OVERHEAD = _HEADER.size + _ENC + _TAG
@@ -59,7 +61,7 @@ def sealed_size(n: int) -> int:
 
 
 class ServerPublicKey:
-    """The server's public sealing key: an uncompressed P-256 point (65 bytes).
+    """The server's public sealing key: a raw X25519 public key (32 bytes).
 
     ``fingerprint`` is the SHA-256 of those bytes (hex); ``key_id``, its first 16 digits,
     names the key inside each sealed blob.
@@ -69,12 +71,18 @@ class ServerPublicKey:
         raw = bytes(raw)
         if len(raw) != _PUBLIC_RAW:
             raise KeyFileError(
-                f"a server public key is {_PUBLIC_RAW} bytes (uncompressed P-256), got {len(raw)}"
+                f"a server public key is {_PUBLIC_RAW} bytes (raw X25519), got {len(raw)}"
             )
+        public = X25519PublicKey.from_public_bytes(raw)
         try:
-            self._key = _SUITE.KEM.decode_public_key(raw)
+            # a low-order point gives an all-zero shared secret, which cryptography refuses;
+            # find that here rather than on the first seal
+            X25519PrivateKey.generate().exchange(public)
         except ValueError:
-            raise KeyFileError("the server public key is not a valid P-256 point") from None
+            raise KeyFileError(
+                "the server public key is not a valid X25519 key (a low-order point)"
+            ) from None
+        self._key = KEMKey.from_pyca_cryptography_key(public)
         self.raw = raw
         self.fingerprint = hashlib.sha256(raw).hexdigest()
         self.key_id = self.fingerprint[:16]
@@ -104,22 +112,21 @@ class ServerPublicKey:
 class ServerKeyPair:
     """The server's sealing key pair. Keep the private key file at mode 0600."""
 
-    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
-            private_key.curve, ec.SECP256R1
-        ):
-            raise KeyFileError("the server key must be a P-256 (secp256r1) private key")
+    def __init__(self, private_key: X25519PrivateKey) -> None:
+        if not isinstance(private_key, X25519PrivateKey):
+            raise KeyFileError("the server key must be an X25519 private key")
         self._private = private_key
+        self._kem_key = KEMKey.from_pyca_cryptography_key(private_key)
         self.public_key = ServerPublicKey(
             private_key.public_key().public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
             )
         )
 
     @classmethod
     def generate(cls) -> ServerKeyPair:
         """A fresh key pair from the operating system's secure source."""
-        return cls(_SUITE.KEM.generate_private_key())
+        return cls(X25519PrivateKey.generate())
 
     @property
     def key_id(self) -> str:
@@ -168,8 +175,8 @@ class ServerKeyPair:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError):
             raise KeyFileError(f"{path} does not hold an unencrypted PEM private key") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise KeyFileError(f"{path} holds a {type(key).__name__}, not a P-256 key")
+        if not isinstance(key, X25519PrivateKey):
+            raise KeyFileError(f"{path} holds a {type(key).__name__}, not an X25519 key")
         return cls(key)
 
     def __repr__(self) -> str:
@@ -183,7 +190,9 @@ def seal(payload: bytes, public_key: ServerPublicKey, *, aad: bytes) -> bytes:
     if not isinstance(public_key, ServerPublicKey):
         raise TypeError(f"public_key must be a ServerPublicKey, got {type(public_key).__name__}")
     header = _header(bytes.fromhex(public_key.key_id))
-    enc, ciphertext = _SUITE.seal(public_key._key, _INFO, header + bytes(aad), bytes(payload))
+    # pyhpke's single-shot CipherSuite.seal is unimplemented; a context used once is the same
+    enc, sender = _SUITE.create_sender_context(public_key._key, info=_INFO)
+    ciphertext = sender.seal(bytes(payload), aad=header + bytes(aad))
     return header + enc + ciphertext
 
 
@@ -207,11 +216,12 @@ def open_sealed(
     magic, version, kem, kdf, aead, key_id = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
         raise SealError("not a sealed FaceObfuscator payload (bad magic)")
-    if (version, kem, kdf, aead) != (_VERSION, _SUITE.KEM.ID, _SUITE.KDF.ID, _SUITE.AEAD.ID):
+    if (version, kem, kdf, aead) != (_VERSION, *_SUITE_IDS):
+        ours = ", ".join(f"{i:#06x}" for i in _SUITE_IDS)
         raise SealError(
             f"sealed payload uses version {version} and HPKE suite "
             f"({kem:#06x}, {kdf:#06x}, {aead:#06x}); this server speaks version {_VERSION}, "
-            f"suite ({_SUITE.KEM.ID:#06x}, {_SUITE.KDF.ID:#06x}, {_SUITE.AEAD.ID:#06x})"
+            f"suite ({ours})"
         )
     pairs = [private_key] if isinstance(private_key, ServerKeyPair) else list(private_key)
     wanted = key_id.hex()
@@ -224,10 +234,9 @@ def open_sealed(
     enc = blob[_HEADER.size : _HEADER.size + _ENC]
     ciphertext = blob[_HEADER.size + _ENC :]
     try:
-        return _SUITE.open(
-            enc, match[0]._private, _INFO, blob[: _HEADER.size] + bytes(aad), ciphertext
-        )
-    except (InvalidTag, ValueError):
+        recipient = _SUITE.create_recipient_context(enc, match[0]._kem_key, info=_INFO)
+        return recipient.open(ciphertext, aad=blob[: _HEADER.size] + bytes(aad))
+    except (PyHPKEError, ValueError):
         raise SealError(
             "sealed payload does not authenticate: it was tampered with, or it was sealed "
             "for another challenge, operation, subject, protocol or format version"
@@ -260,7 +269,7 @@ def pin_server_key(
 
 
 def _header(key_id: bytes) -> bytes:
-    return _HEADER.pack(_MAGIC, _VERSION, _SUITE.KEM.ID, _SUITE.KDF.ID, _SUITE.AEAD.ID, key_id)
+    return _HEADER.pack(_MAGIC, _VERSION, *_SUITE_IDS, key_id)
 
 
 def _b64decode(text: str) -> bytes:

@@ -41,7 +41,7 @@ class _Out(BaseModel):
 class SealingOut(_Out):
     """How to seal payloads to this server (see ``faceobfuscator.security``)."""
 
-    public_key: str = Field(description="base64url of the uncompressed P-256 public key")
+    public_key: str = Field(description="base64url of the raw 32-byte X25519 public key")
     key_id: str = Field(description="first 16 hex digits of the fingerprint")
     fingerprint: str = Field(description="SHA-256 of the public key: pin it in clients")
     suite: str
