@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .registry import Registry
 
 __all__ = [
     "IResNet",
@@ -171,30 +172,27 @@ class MobileFaceNet(nn.Module):
 
 
 BackboneFactory = Callable[[int, int], nn.Module]
-_REGISTRY: dict[str, BackboneFactory] = {}
+_REGISTRY: Registry[BackboneFactory] = Registry("backbone")
 
 
 def register_backbone(name: str, factory: BackboneFactory) -> None:
     """Register ``factory(in_channels, embedding_size) -> nn.Module``; a taken name raises."""
-    if name in _REGISTRY:
-        raise ConfigError(f"backbone {name!r} is already registered")
-    _REGISTRY[name] = factory
+    _REGISTRY.add(name, factory)
 
 
 def list_backbones() -> list[str]:
     """Registered backbone names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_backbone(name: str, in_channels: int, embedding_size: int = 512) -> nn.Module:
     """A freshly initialised backbone; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown backbone {name!r}; known: {list_backbones()}")
+    factory = _REGISTRY.get(name)
     if in_channels < 1 or embedding_size < 1:
         raise ConfigError(
             f"in_channels={in_channels} and embedding_size={embedding_size} must be >= 1"
         )
-    return _REGISTRY[name](in_channels, embedding_size)
+    return factory(in_channels, embedding_size)
 
 
 register_backbone("iresnet18", lambda c, e: IResNet((2, 2, 2, 2), in_channels=c, embedding_size=e))

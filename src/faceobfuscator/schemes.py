@@ -22,6 +22,7 @@ from .errors import ConfigError, InputError
 from .features import normalised_features
 from .frequency import fast_transform, to_greyscale
 from .obfuscation import obfuscate, recover, self_normalise
+from .registry import Registry
 
 __all__ = [
     "Scheme",
@@ -149,26 +150,22 @@ class FaceObfuscatorScheme(Scheme):
         return recover(sent, self.protocol)
 
 
-_REGISTRY: dict[str, Callable[[ProtocolConfig], Scheme]] = {}
+_REGISTRY: Registry[Callable[[ProtocolConfig], Scheme]] = Registry("scheme")
 
 
 def register_scheme(name: str, factory: Callable[[ProtocolConfig], Scheme]) -> None:
     """Register ``factory(protocol) -> Scheme`` under ``name``; a taken name raises."""
-    if name in _REGISTRY:
-        raise ConfigError(f"scheme {name!r} is already registered")
-    _REGISTRY[name] = factory
+    _REGISTRY.add(name, factory)
 
 
 def list_schemes() -> list[str]:
     """Registered scheme names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_scheme(name: str, protocol: ProtocolConfig) -> Scheme:
     """The scheme ``name`` for ``protocol``; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown scheme {name!r}; known: {list_schemes()}")
-    return _REGISTRY[name](protocol)
+    return _REGISTRY.get(name)(protocol)
 
 
 for _cls in (ArcFaceScheme, ArcFaceFDScheme, FaceObfuscatorScheme):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from ..registry import Registry
 from .nets import NbNetReconstructor, PatchDiscriminator, UNetGenerator
 
 __all__ = [
@@ -252,19 +253,17 @@ class Pix2PixAttack(ReconstructionAttack):
 
 
 AttackFactory = Callable[..., ReconstructionAttack]
-_REGISTRY: dict[str, AttackFactory] = {}
+_REGISTRY: Registry[AttackFactory] = Registry("attack")
 
 
 def register_attack(name: str, factory: AttackFactory) -> None:
     """Register ``factory(in_channels, settings, *, device) -> ReconstructionAttack``."""
-    if name in _REGISTRY:
-        raise ConfigError(f"attack {name!r} is already registered")
-    _REGISTRY[name] = factory
+    _REGISTRY.add(name, factory)
 
 
 def list_attacks() -> list[str]:
     """Registered attack names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_attack(
@@ -278,11 +277,10 @@ def get_attack(
     """A fresh, untrained attack ``name`` for inputs of ``in_channels`` channels, its
     initial weights drawn from ``seed`` (torch's global generator is left as it was); an
     unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown attack {name!r}; known: {list_attacks()}")
+    factory = _REGISTRY.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        attack = _REGISTRY[name](in_channels, settings, device=device)
+        attack = factory(in_channels, settings, device=device)
     attack.seed = seed
     return attack
 
