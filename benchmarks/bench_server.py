@@ -1,7 +1,7 @@
 """Recognition-server benchmark: ``python benchmarks/bench_server.py [--out FILE]``.
 
 The same as ``faceobf bench server``; all the work is in
-:func:`faceobfuscator.server.bench.run_server_bench`.
+:func:`faceobfuscator.research.bench.server.run_server_bench`.
 """
 
 from __future__ import annotations
@@ -11,4 +11,4 @@ import sys
 from faceobfuscator.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["bench-server", *sys.argv[1:]]))
+    raise SystemExit(main(["bench", "server", *sys.argv[1:]]))

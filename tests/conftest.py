@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceobfuscator.protocol.sealing import ServerKeyPair
 from tests.server.pg import PostgresUnavailable, temporary_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,3 +44,11 @@ def postgres_url() -> Iterator[str]:
             yield url
     except PostgresUnavailable as exc:
         pytest.fail(f"PostgreSQL is needed by the storage tests and could not start: {exc}")
+
+
+@pytest.fixture(scope="module")
+def server_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServerKeyPair, Path]:
+    path = tmp_path_factory.mktemp("keys") / "server.key"
+    pair = ServerKeyPair.generate()
+    pair.save(path)
+    return pair, path

@@ -1,4 +1,7 @@
-"""The project's exceptions: one root, and input errors that are also ``ValueError``."""
+"""The project's whole exception tree: one root, input errors that are also ``ValueError``,
+the security layer's errors and the server's (each maps to one HTTP status, see
+``server/app.py``). Messages say what was wrong and what to do; they never hold keys,
+payloads, embeddings or plaintexts."""
 
 from __future__ import annotations
 
@@ -9,6 +12,24 @@ __all__ = [
     "PayloadError",
     "ImageError",
     "NoFaceError",
+    "SecurityError",
+    "SealError",
+    "KeyFileError",
+    "KeyPinError",
+    "ChallengeError",
+    "UnknownChallengeError",
+    "ChallengeUsedError",
+    "ChallengeExpiredError",
+    "ChallengeMismatchError",
+    "EnvelopeError",
+    "RotationError",
+    "UnknownSubjectError",
+    "SubjectExistsError",
+    "NoTemplatesError",
+    "UnknownTemplateError",
+    "PayloadTooLargeError",
+    "StorageError",
+    "ModelMismatchError",
 ]
 
 
@@ -34,3 +55,96 @@ class ImageError(InputError):
 
 class NoFaceError(InputError):
     """No face was found in an image."""
+
+
+class SecurityError(FaceObfuscatorError):
+    """Root of the security layer's errors."""
+
+
+class SealError(SecurityError, InputError):
+    """A sealed payload does not open: tampered, sealed to another key, or bound to other
+    associated data (challenge, operation, subject, protocol or format version)."""
+
+
+class KeyFileError(SecurityError, ConfigError):
+    """A key file or encoded key is unreadable, malformed or insecurely stored."""
+
+
+class KeyPinError(SecurityError):
+    """The server's published key is not the one the client has pinned."""
+
+
+class ChallengeError(SecurityError, InputError):
+    """A challenge cannot be consumed; the request that carried it is refused."""
+
+
+class UnknownChallengeError(ChallengeError):
+    """The server never issued this challenge, or forgot it long after it expired."""
+
+
+class ChallengeUsedError(ChallengeError):
+    """The challenge was already consumed once: a replay, or a client retrying a request."""
+
+
+class ChallengeExpiredError(ChallengeError):
+    """The challenge was not used before its expiry."""
+
+
+class ChallengeMismatchError(ChallengeError):
+    """The challenge was issued for another operation or subject."""
+
+
+class EnvelopeError(SecurityError):
+    """A stored record does not decrypt: another master key, tampering, or a row moved to
+    another subject or template."""
+
+
+class RotationError(SecurityError):
+    """A master-key rotation cannot start or go on."""
+
+
+class UnknownSubjectError(InputError):
+    """No subject of that name is enrolled (HTTP 404)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no subject named {name!r}")
+        self.name = name
+
+
+class SubjectExistsError(InputError):
+    """A subject of that name already exists (HTTP 409)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a subject named {name!r} already exists")
+        self.name = name
+
+
+class NoTemplatesError(InputError):
+    """The subject exists but has no enrolled template to compare with (HTTP 409)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"subject {name!r} has no enrolled template; enrol one first")
+        self.name = name
+
+
+class UnknownTemplateError(InputError):
+    """No template of that id belongs to the subject (HTTP 404)."""
+
+    def __init__(self, name: str, template_id: int) -> None:
+        super().__init__(f"subject {name!r} has no template {template_id}")
+
+
+class PayloadTooLargeError(PayloadError):
+    """The request body exceeds the server's payload-size limit (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"payload exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class StorageError(FaceObfuscatorError):
+    """The gallery database cannot be opened or used (HTTP 503)."""
+
+
+class ModelMismatchError(FaceObfuscatorError):
+    """The model cannot serve this gallery (another protocol or an unsupported scheme)."""

@@ -11,8 +11,7 @@ import pytest
 
 from faceobfuscator.server.keys import key_digest, new_api_key
 from faceobfuscator.server.storage import SQLStorage, open_storage
-
-from .fakes import FakeEmbedder
+from tests.server.fakes import FakeEmbedder
 
 _db_numbers = itertools.count()
 

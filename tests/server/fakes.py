@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from faceobfuscator import ProtocolConfig, encode_payload, protect_faces
-from faceobfuscator.obfuscation import recover
-
-from ..helpers import smooth_face_like
+from faceobfuscator.protocol.obfuscation import recover
+from tests.helpers import smooth_face_like
 
 
 class FakeEmbedder:

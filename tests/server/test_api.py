@@ -9,12 +9,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from faceobfuscator.errors import StorageError
 from faceobfuscator.server import ServerSettings, create_app
 from faceobfuscator.server.deps import get_service
-from faceobfuscator.server.errors import StorageError
-
-from .fakes import FakeEmbedder
-from .test_service import ENROL, PROBE, _bad_payloads
+from tests.server.fakes import FakeEmbedder
+from tests.server.test_service import ENROL, PROBE, _bad_payloads
 
 OCTET = {"Content-Type": "application/octet-stream"}
 

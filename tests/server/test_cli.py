@@ -9,12 +9,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from faceobfuscator.cli import main
-from faceobfuscator.sdk import Client
+from faceobfuscator.client.sdk import Client
 from faceobfuscator.server import ServerSettings, create_app
 from faceobfuscator.server.keys import KeyRing, Role
-
-from .fakes import FakeEmbedder, faces
-from .test_sdk import CentreAligner
+from tests.client.test_sdk import CentreAligner
+from tests.server.fakes import FakeEmbedder, faces
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def test_client_commands(tmp_path, keys, key_hashes, photos, monkeypatch, capsys
             key = args.key_file.read_text().strip() if args.key_file else keys["client"]
             return Client(args.url, key, http=http, aligner=CentreAligner())
 
-        monkeypatch.setattr("faceobfuscator.cli.client_cmd._client", client)
+        monkeypatch.setattr("faceobfuscator.cli.client._client", client)
         key_file = tmp_path / "admin.key"
         key_file.write_text(keys["admin"] + "\n")
         assert main(["client", "--key-file", str(key_file), "enroll", "ann", str(photos[0])]) == 0

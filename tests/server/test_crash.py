@@ -14,15 +14,14 @@ import httpx
 import numpy as np
 
 from faceobfuscator import ProtocolConfig, decode_payload
-from faceobfuscator.modeldir import make_random_model
+from faceobfuscator.recognition.modeldir import make_random_model
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.embedder import model_hash
 from faceobfuscator.server.keys import new_cache_key
 from faceobfuscator.server.settings import ServerSettings
 from faceobfuscator.server.storage import ADD, open_storage
-
-from .fakes import faces, payloads
-from .procs import launch_server
+from tests.server.fakes import faces, payloads
+from tests.server.procs import launch_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 

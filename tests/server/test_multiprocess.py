@@ -9,13 +9,12 @@ import threading
 import httpx
 import numpy as np
 
-from faceobfuscator.modeldir import make_random_model
+from faceobfuscator.recognition.modeldir import make_random_model
 from faceobfuscator.server.embedder import model_hash
 from faceobfuscator.server.keys import new_cache_key
 from faceobfuscator.server.storage import ADD, DELETE, open_storage
-
-from .fakes import faces, payloads
-from .procs import launch_server
+from tests.server.fakes import faces, payloads
+from tests.server.procs import launch_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 SUBJECTS = [f"s{i}" for i in range(5)]

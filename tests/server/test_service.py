@@ -8,18 +8,17 @@ import struct
 import numpy as np
 import pytest
 
-from faceobfuscator.errors import PayloadError
-from faceobfuscator.server.cache import EmbeddingSealer
-from faceobfuscator.server.errors import (
+from faceobfuscator.errors import (
     ModelMismatchError,
     NoTemplatesError,
+    PayloadError,
     PayloadTooLargeError,
     UnknownSubjectError,
 )
+from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.service import GalleryService
 from faceobfuscator.server.storage import open_storage
-
-from .fakes import FakeEmbedder, faces, payloads
+from tests.server.fakes import FakeEmbedder, faces, payloads
 
 FACES = faces(4)
 ENROL = payloads(FACES, seed=1)

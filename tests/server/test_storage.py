@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from faceobfuscator.server.errors import (
+from faceobfuscator.errors import (
     SubjectExistsError,
     UnknownSubjectError,
     UnknownTemplateError,

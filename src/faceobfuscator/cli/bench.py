@@ -1,9 +1,12 @@
-"""`faceobf bench ...`: speed measurements that print one JSON object (and a table)."""
+"""``faceobf bench ...``: speed measurements that print one JSON object (and a table):
+``transform``, ``training``, ``server`` and ``security``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 
@@ -17,8 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, help="also write the JSON here")
     t.set_defaults(func=_transform)
 
-    from .bench_security import add_security_parser
-
     tr = kinds.add_parser("training", help="training and inference images/s per backbone")
     tr.add_argument("--backbones", nargs="+", default=["mobilefacenet", "iresnet18", "iresnet50"])
     tr.add_argument("--schemes", nargs="+", default=["arcface", "arcface-fd", "faceobfuscator"])
@@ -28,16 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, help="also write the JSON here")
     tr.set_defaults(func=_training)
 
-    from .bench_server import add_server_parser
-
-    add_server_parser(kinds)
-    add_security_parser(kinds)
+    _add_server_parser(kinds)
+    _add_security_parser(kinds)
 
 
 def _transform(args: argparse.Namespace) -> int:
-    from ..bench import transform_benchmark
-    from ..config import ProtocolConfig
-    from ..errors import InputError
+    from faceobfuscator.errors import InputError
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.research.bench.transform import transform_benchmark
 
     lfw = args.root / "lfw"
     if not lfw.is_dir():
@@ -60,7 +59,7 @@ def _transform(args: argparse.Namespace) -> int:
 def _training(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..training.bench import training_throughput
+    from faceobfuscator.research.bench.training import training_throughput
 
     combos = [(b, s) for b in args.backbones for s in args.schemes]
     rows = []
@@ -76,4 +75,70 @@ def _training(args: argparse.Namespace) -> int:
             f"{r['backbone']:<14} {r['scheme']:<15} {r['params']:>10,} "
             f"{r['train_images_per_s']:>12.1f} {r['inference_images_per_s']:>12.1f}"
         )
+    return 0
+
+
+def _add_server_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("server", help="recognition server: concurrent clients and 1:N search")
+    p.add_argument("--model", type=Path, help="model directory (default: a random model)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per gallery")
+    p.add_argument("--enrol-share", type=float, default=0.2)
+    p.add_argument("--search-size", type=int, default=1_000_000, help="0 skips it")
+    p.add_argument("--workdir", type=Path, help="folder for the temporary galleries")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.set_defaults(func=_server)
+
+
+def _server(args: argparse.Namespace) -> int:
+    from faceobfuscator.research.bench.server import run_server_bench
+
+    result = run_server_bench(
+        model_dir=args.model,
+        sizes=tuple(args.sizes),
+        clients=args.clients,
+        duration_s=args.duration,
+        enrol_share=args.enrol_share,
+        search_size=args.search_size,
+        workdir=args.workdir,
+        progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),
+    )
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 1 if any(g["errors"] for g in result["galleries"]) else 0
+
+
+def _add_security_parser(kinds: argparse._SubParsersAction) -> None:
+    p = kinds.add_parser(
+        "security",
+        help="added latency (p50, p99) and bytes of sealed payloads and encrypted templates",
+    )
+    p.add_argument(
+        "--db", help="database of the challenges (default: a temporary SQLite file, FULL sync)"
+    )
+    p.add_argument("--n", type=int, default=500, help="timed repetitions of each step")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.set_defaults(func=_security)
+
+
+def _security(args: argparse.Namespace) -> int:
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.research.bench.security import security_costs
+    from faceobfuscator.server.storage import open_storage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = open_storage(args.db or f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            result = security_costs(storage, ProtocolConfig(), n=args.n)
+        finally:
+            storage.close()
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
     return 0

@@ -1,87 +1,100 @@
-"""`faceobf protect` and `faceobf inspect`: the client side on the command line."""
+"""``faceobf client enroll|verify|identify|delete``: the SDK on the command line.
+
+The API key comes from the environment (``FACEOBF_API_KEY``) or a file, never from the
+command line, where other users could read it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
+from dataclasses import asdict
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("protect", help="photos -> obfuscated payloads (.fobf)")
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="folder for the payload files")
-    p.add_argument("--protocol", type=Path, help="protocol config JSON (default: built-in)")
-    p.set_defaults(func=_protect)
+    c = sub.add_parser("client", help="talk to a recognition server (photos stay local)")
+    c.add_argument(
+        "--url", default=os.environ.get("FACEOBF_URL", "http://127.0.0.1:8000"), help="server"
+    )
+    c.add_argument("--key-file", type=Path, help="file holding the API key")
+    c.add_argument(
+        "--server-key-fingerprint",
+        default=os.environ.get("FACEOBF_SERVER_KEY_FINGERPRINT"),
+        help="pin the server's sealing key (faceobf keys show); payloads are then always "
+        "sealed and a server with another key, or none, is refused",
+    )
+    c.add_argument(
+        "--plain",
+        action="store_true",
+        help="send plain payloads even if the server can take sealed ones (no replay protection)",
+    )
+    ops = c.add_subparsers(dest="op", required=True, metavar="OP")
 
-    i = sub.add_parser("inspect", help="print a payload's header and per-channel statistics")
-    i.add_argument("file", type=Path)
-    i.add_argument("--protocol", type=Path, help="protocol config JSON (default: built-in)")
-    i.add_argument("--json", action="store_true")
-    i.set_defaults(func=_inspect)
+    e = ops.add_parser("enroll", help="enrol photos of one subject (administrator key)")
+    e.add_argument("subject")
+    e.add_argument("images", nargs="+", type=Path)
+    e.set_defaults(func=_enroll)
 
+    v = ops.add_parser("verify", help="1:1 against an enrolled subject")
+    v.add_argument("subject")
+    v.add_argument("image", type=Path)
+    v.set_defaults(func=_verify)
 
-def _protocol(path: Path | None):
-    from ..config import ProtocolConfig
+    i = ops.add_parser("identify", help="1:N against the gallery")
+    i.add_argument("image", type=Path)
+    i.add_argument("--top-k", type=int, default=5)
+    i.set_defaults(func=_identify)
 
-    return ProtocolConfig.load(path) if path else ProtocolConfig()
-
-
-def _protect(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..alignment import FaceAligner
-    from ..errors import InputError
-    from ..protect import protect_photo
-
-    config = _protocol(args.protocol)
-    args.out.mkdir(parents=True, exist_ok=True)
-    aligner = FaceAligner(config)
-    failures = 0
-    for path in tqdm(args.images, desc="protect", unit="img", disable=len(args.images) < 4):
-        try:
-            data = protect_photo(path, config, aligner=aligner)
-        except InputError as exc:
-            failures += 1
-            print(f"{path}: {exc}", file=sys.stderr)
-            continue
-        target = args.out / (path.stem + ".fobf")
-        tmp = target.with_suffix(".fobf.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # never a half-written payload
-        print(f"{path} -> {target} ({len(data)} bytes)")
-    return 1 if failures else 0
+    d = ops.add_parser("delete", help="erase a subject (administrator key)")
+    d.add_argument("subject")
+    d.set_defaults(func=_delete)
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from ..payload import decode_payload
-    from ..protect import channel_statistics
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from faceobfuscator.client.sdk import Client
+    from faceobfuscator.errors import ConfigError
 
-    config = _protocol(args.protocol)
-    payload = decode_payload(args.file.read_bytes(), config)
-    report = {
-        "file": str(args.file),
-        "bytes": args.file.stat().st_size,
-        "format_version": payload.version,
-        "protocol_hash": payload.config_hash,
-        "shape": list(payload.shape),
-        "dtype": "float32",
-        "channels": [
-            {"channel": k, **s}
-            for k, s in zip(config.channels, channel_statistics(payload.feature), strict=True)
-        ],
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"{report['file']}: {report['bytes']} bytes, format v{report['format_version']}")
-    print(f"protocol {report['protocol_hash'][:16]}…  shape {tuple(report['shape'])} float32")
-    print(f"{'channel':>8} {'mean':>11} {'std':>11} {'max|e|':>11} {'log2 max':>9} {'pos':>6}")
-    for c in report["channels"]:
-        print(
-            f"{c['channel']:>8} {c['mean']:>11.3e} {c['std']:>11.3e} {c['max_abs']:>11.3e} "
-            f"{c['log2_max_abs']:>9.2f} {c['positive_share']:>6.3f}"
-        )
+    if args.key_file is not None:
+        key = args.key_file.read_text().strip()
+    else:
+        key = os.environ.get("FACEOBF_API_KEY", "")
+    if not key:
+        raise ConfigError("no API key: set FACEOBF_API_KEY or pass --key-file")
+    return Client(
+        args.url,
+        key,
+        sealed=False if args.plain else None,
+        server_key_fingerprint=args.server_key_fingerprint,
+    )
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print([asdict(client.enroll(args.subject, path)) for path in args.images])
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.verify(args.subject, args.image)
+    _print(asdict(result))
+    return 0 if result.match else 1
+
+
+def _identify(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(asdict(client.identify(args.image, top_k=args.top_k)))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete_subject(args.subject)
+    _print({"deleted": args.subject})
     return 0

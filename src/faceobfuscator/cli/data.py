@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ..config import ProtocolConfig
-    from ..prepare import prepare_dataset
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.research.data.prepare import prepare_dataset
 
     config = ProtocolConfig.load(args.config) if args.config else ProtocolConfig()
     out = args.out if args.out is not None else Path("cache/aligned") / args.dataset

@@ -17,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _client_figure(root: Path, out: Path) -> Path:
     import numpy as np
 
-    from ..alignment import FaceAligner, load_image
-    from ..config import ProtocolConfig
-    from ..errors import InputError
-    from ..figures import client_pipeline_figure
+    from faceobfuscator.client.alignment import FaceAligner, load_image
+    from faceobfuscator.errors import InputError
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.research.demo.figures import client_pipeline_figure
 
     config = ProtocolConfig()
     picks = [
@@ -46,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.client_only:
         return 0
     try:
-        from ..demo import run_demo
+        from faceobfuscator.research.demo.run import run_demo
     except ImportError:
         print("server demo not available in this build")
         return 0

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from ._groups import command_group
+from faceobfuscator.cli._groups import command_group
 
 __all__ = ["register"]
 
@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..benchmarks import run_verification
-    from ..split import parse_folds
+    from faceobfuscator.research.data.split import parse_folds
+    from faceobfuscator.research.evaluation.benchmarks import run_verification
 
     result = run_verification(
         args.model,
@@ -94,9 +94,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from ..benchmarks import results_table, run_verification
-    from ..modeldir import read_model_config
-    from ..schemes import get_scheme
+    from faceobfuscator.recognition.modeldir import read_model_config
+    from faceobfuscator.recognition.schemes import get_scheme
+    from faceobfuscator.research.evaluation.benchmarks import results_table, run_verification
 
     rows = []
     for model in args.models:
@@ -133,6 +133,6 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _protocol(config: dict):
-    from ..config import ProtocolConfig
+    from faceobfuscator.protocol.config import ProtocolConfig
 
     return ProtocolConfig.from_dict(config["protocol"])

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _new_server(args: argparse.Namespace) -> int:
-    from ..security.sealing import ServerKeyPair
+    from faceobfuscator.protocol.sealing import ServerKeyPair
 
     pair = ServerKeyPair.generate()
     pair.save(args.out, overwrite=args.force)
@@ -69,7 +69,7 @@ def _new_server(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..security.sealing import ServerKeyPair
+    from faceobfuscator.protocol.sealing import ServerKeyPair
 
     pair = ServerKeyPair.load(args.key)
     print(f"key id       {pair.key_id}")
@@ -79,7 +79,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _new_master(args: argparse.Namespace) -> int:
-    from ..security.envelope import MasterKey
+    from faceobfuscator.server.security.envelope import MasterKey
 
     key = MasterKey.generate()
     print(f"# master key id {key.key_id}", file=sys.stderr)
@@ -88,10 +88,10 @@ def _new_master(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ..security.errors import RotationError
-    from ..security.rotation import SQLEnvelopeStore, rotate
-    from ..server.settings import ServerSettings
-    from ..server.storage import open_storage
+    from faceobfuscator.errors import RotationError
+    from faceobfuscator.server.security.rotation import SQLEnvelopeStore, rotate
+    from faceobfuscator.server.settings import ServerSettings
+    from faceobfuscator.server.storage import open_storage
 
     overrides: dict[str, object] = {"model_dir": Path(".")}  # rotation needs no model
     if args.db is not None:

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._groups import command_group
+from faceobfuscator.cli._groups import command_group
 
 __all__ = ["register"]
 
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from ..split import compute_split, parse_folds, write_split
+    from faceobfuscator.research.data.split import compute_split, parse_folds, write_split
 
     split = compute_split(args.root, test_folds=parse_folds(args.folds))
     write_split(split, args.out)
@@ -49,7 +49,7 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from ..training.data import write_pack
+    from faceobfuscator.research.training.data import write_pack
 
     summary = write_pack(
         args.out,

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     import dataclasses
 
-    from ..privacy import PrivacyConfig
+    from faceobfuscator.research.privacy import PrivacyConfig
 
     cfg = PrivacyConfig.load(args.config)
     changes = {"out_dir": args.out, "pack": args.pack, "device": args.device}
@@ -63,14 +63,14 @@ def _log(line: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..privacy import run_privacy
+    from faceobfuscator.research.privacy import run_privacy
 
     run_privacy(_config(args), log=_log)
     return 0
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from ..privacy.pack import select_faces, write_pack
+    from faceobfuscator.research.privacy.pack import select_faces, write_pack
 
     out = write_pack(select_faces(_config(args), _log), args.folder)
     print(f"wrote {out}")
@@ -78,7 +78,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from ..privacy.run import load_faces_for, reconstruct_all
+    from faceobfuscator.research.privacy.run import load_faces_for, reconstruct_all
 
     cfg = _config(args)
     reconstruct_all(cfg, load_faces_for(cfg, _log), log=_log).save(args.folder)
@@ -87,14 +87,14 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from ..privacy.run import Reconstructions, run_privacy
+    from faceobfuscator.research.privacy.run import Reconstructions, run_privacy
 
     run_privacy(_config(args), log=_log, reconstructions=Reconstructions.load(args.folder))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ..privacy.run_replay import run_replay
+    from faceobfuscator.research.privacy.run_replay import run_replay
 
     run_replay(_config(args), log=_log)
     return 0

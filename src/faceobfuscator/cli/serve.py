@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..server.settings import SETTINGS_FILE_ENV, ServerSettings
+    from faceobfuscator.server.settings import SETTINGS_FILE_ENV, ServerSettings
 
     # worker processes read their settings from the environment, so flags go there too
     if args.env_file is not None:
@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _apikey(args: argparse.Namespace) -> int:
-    from ..server.keys import key_digest, new_api_key, new_cache_key
+    from faceobfuscator.server.keys import key_digest, new_api_key, new_cache_key
 
     if args.cache_key:
         print(f"FACEOBF_CACHE_KEY={new_cache_key()}")

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..training.config import SyntheticData, load_train_config
-    from ..training.loop import train
+    from faceobfuscator.research.training.config import SyntheticData, load_train_config
+    from faceobfuscator.research.training.loop import train
 
     config = load_train_config(args.config)
     changes: dict = {}

@@ -39,12 +39,27 @@ transaction; every API process applies the database's change log before each req
 reads its index, so an acknowledged deletion is absent from every process's answers.
 """
 
-from .app import build_service, create_app, create_app_from_env
-from .embedder import Embedder, ModelEmbedder
-from .keys import KeyRing, Role, key_digest, new_api_key
-from .service import GalleryService
-from .settings import ServerSettings
-from .storage import open_storage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module of this package that defines it (loaded on first use, so
+#: that importing one server module does not pull in the app and the model)
+_EXPORTS = {
+    "Embedder": "embedder",
+    "GalleryService": "service",
+    "KeyRing": "keys",
+    "ModelEmbedder": "embedder",
+    "Role": "keys",
+    "ServerSettings": "settings",
+    "build_service": "app",
+    "create_app": "app",
+    "create_app_from_env": "app",
+    "key_digest": "keys",
+    "new_api_key": "keys",
+    "open_storage": "storage",
+}
 
 __all__ = [
     "Embedder",
@@ -60,3 +75,20 @@ __all__ = [
     "new_api_key",
     "open_storage",
 ]
+
+if TYPE_CHECKING:
+    from faceobfuscator.server.app import build_service, create_app, create_app_from_env
+    from faceobfuscator.server.embedder import Embedder, ModelEmbedder
+    from faceobfuscator.server.keys import KeyRing, Role, key_digest, new_api_key
+    from faceobfuscator.server.service import GalleryService
+    from faceobfuscator.server.settings import ServerSettings
+    from faceobfuscator.server.storage import open_storage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -17,24 +17,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..errors import InputError, PayloadError
-from ..security.errors import ChallengeError
-from .cache import EmbeddingSealer
-from .embedder import Embedder, ModelEmbedder
-from .errors import (
+from faceobfuscator.errors import (
+    ChallengeError,
+    InputError,
     NoTemplatesError,
+    PayloadError,
     PayloadTooLargeError,
     StorageError,
     SubjectExistsError,
     UnknownSubjectError,
     UnknownTemplateError,
 )
-from .keys import KeyRing
-from .protection import build_receiver, build_vault
-from .routers import challenges, meta, recognition, subjects
-from .service import GalleryService
-from .settings import ServerSettings
-from .storage import open_storage
+from faceobfuscator.server.cache import EmbeddingSealer
+from faceobfuscator.server.embedder import Embedder, ModelEmbedder
+from faceobfuscator.server.keys import KeyRing
+from faceobfuscator.server.protection import build_receiver, build_vault
+from faceobfuscator.server.routers import challenges, meta, recognition, subjects
+from faceobfuscator.server.service import GalleryService
+from faceobfuscator.server.settings import ServerSettings
+from faceobfuscator.server.storage import open_storage
 
 __all__ = ["create_app", "create_app_from_env", "build_service"]
 

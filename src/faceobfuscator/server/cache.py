@@ -15,7 +15,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import ConfigError
+from faceobfuscator.errors import ConfigError
 
 __all__ = ["EmbeddingSealer"]
 

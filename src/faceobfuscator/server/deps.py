@@ -10,11 +10,11 @@ import anyio
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..security.channel import SealedReceiver
-from ..security.sealing import SEAL_OVERHEAD
-from .errors import PayloadTooLargeError
-from .keys import KeyRing, Role
-from .service import GalleryService
+from faceobfuscator.errors import PayloadTooLargeError
+from faceobfuscator.protocol.sealing import SEAL_OVERHEAD
+from faceobfuscator.server.keys import KeyRing, Role
+from faceobfuscator.server.security.receiver import SealedReceiver
+from faceobfuscator.server.service import GalleryService
 
 __all__ = [
     "get_service",

@@ -8,8 +8,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..config import ProtocolConfig
-from .errors import ModelMismatchError
+from faceobfuscator.errors import ModelMismatchError
+from faceobfuscator.protocol.config import ProtocolConfig
 
 __all__ = ["Embedder", "ModelEmbedder", "model_hash"]
 
@@ -41,7 +41,7 @@ class Embedder(Protocol):
 def model_hash(directory: str | Path) -> str:
     """SHA-256 over a model directory's ``config.json`` and weights: what the embedding
     cache is keyed by."""
-    from ..modeldir import CONFIG_NAME, WEIGHTS_NAME
+    from faceobfuscator.recognition.modeldir import CONFIG_NAME, WEIGHTS_NAME
 
     digest = hashlib.sha256()
     for name in (CONFIG_NAME, WEIGHTS_NAME):
@@ -50,7 +50,7 @@ def model_hash(directory: str | Path) -> str:
 
 
 class ModelEmbedder:
-    """An :class:`Embedder` over a model directory (``faceobfuscator.modeldir``).
+    """An :class:`Embedder` over a model directory (``faceobfuscator.recognition.modeldir``).
 
     Args:
         directory: the model directory.
@@ -62,7 +62,7 @@ class ModelEmbedder:
     def __init__(
         self, directory: str | Path, *, device: str = "cpu", threshold: float | None = None
     ) -> None:
-        from ..modeldir import load_model
+        from faceobfuscator.recognition.modeldir import load_model
 
         model = load_model(directory, device=device)
         if model.scheme.name != "faceobfuscator":

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import FaceObfuscatorError
+from faceobfuscator.errors import FaceObfuscatorError
 
 __all__ = ["LocalServer", "free_port"]
 

@@ -1,6 +1,6 @@
 """The server's protection under the paper's threat model, built from its settings: sealed,
-single-use requests (:class:`~faceobfuscator.security.channel.SealedReceiver`) and
-templates encrypted at rest (:class:`~faceobfuscator.security.envelope.TemplateVault`).
+single-use requests (:class:`~faceobfuscator.server.security.receiver.SealedReceiver`) and
+templates encrypted at rest (:class:`~faceobfuscator.server.security.envelope.TemplateVault`).
 
 Without a sealing key the server runs in plain mode, the paper's design: a captured
 payload, or a leaked feature obfuscated again, is accepted as often as a fresh capture.
@@ -8,13 +8,13 @@ payload, or a leaked feature obfuscated again, is accepted as often as a fresh c
 
 from __future__ import annotations
 
-from ..config import ProtocolConfig
-from ..security.challenges import ChallengeService, SQLChallengeStore
-from ..security.channel import SealedReceiver
-from ..security.envelope import TemplateVault
-from ..security.sealing import ServerKeyPair
-from .settings import ServerSettings
-from .storage import SQLStorage
+from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.sealing import ServerKeyPair
+from faceobfuscator.server.security.challenges import ChallengeService, SQLChallengeStore
+from faceobfuscator.server.security.envelope import TemplateVault
+from faceobfuscator.server.security.receiver import SealedReceiver
+from faceobfuscator.server.settings import ServerSettings
+from faceobfuscator.server.storage import SQLStorage
 
 __all__ = ["build_vault", "build_receiver"]
 

@@ -39,7 +39,7 @@ class _Out(BaseModel):
 
 
 class SealingOut(_Out):
-    """How to seal payloads to this server (see ``faceobfuscator.security``)."""
+    """How to seal payloads to this server (see ``faceobfuscator.protocol.sealing``)."""
 
     public_key: str = Field(description="base64url of the raw 32-byte X25519 public key")
     key_id: str = Field(description="first 16 hex digits of the fingerprint")

@@ -15,15 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..outcomes import Enrolment, Verification
-from ..payload import decode_payload, payload_size
-from ..security.envelope import TemplateVault, is_envelope
-from ..security.errors import EnvelopeError
-from .cache import EmbeddingSealer
-from .embedder import Embedder
-from .errors import ModelMismatchError, NoTemplatesError, PayloadTooLargeError
-from .index import EmbeddingIndex, Match
-from .storage import ADD, SQLStorage, SubjectRecord, TemplateRef
+from faceobfuscator.errors import (
+    EnvelopeError,
+    ModelMismatchError,
+    NoTemplatesError,
+    PayloadTooLargeError,
+)
+from faceobfuscator.protocol.outcomes import Enrolment, Verification
+from faceobfuscator.protocol.payload import decode_payload, payload_size
+from faceobfuscator.server.cache import EmbeddingSealer
+from faceobfuscator.server.embedder import Embedder
+from faceobfuscator.server.index import EmbeddingIndex, Match
+from faceobfuscator.server.security.envelope import TemplateVault, is_envelope
+from faceobfuscator.server.storage import ADD, SQLStorage, SubjectRecord, TemplateRef
 
 __all__ = ["GalleryService", "Verification", "Identification", "Enrolment"]
 

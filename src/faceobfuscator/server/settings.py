@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..security.envelope import MasterKey, MasterKeyring
+from faceobfuscator.server.security.envelope import MasterKey, MasterKeyring
 
 __all__ = ["ServerSettings", "SETTINGS_FILE_ENV"]
 
@@ -62,7 +62,7 @@ class ServerSettings(BaseSettings):
         require_sealed: refuse plain payloads (needs ``sealing_key_file``).
         challenge_ttl_s: how long a challenge stays good.
         master_key: base64 32-byte key (``faceobf keys new-master``); set it to store
-            templates encrypted (envelope encryption, see ``faceobfuscator.security``).
+            templates encrypted (envelope encryption, see ``faceobfuscator.server.security``).
         previous_master_keys: keys still accepted for reading while ``faceobf keys rotate``
             moves the gallery to ``master_key``; remove them when it has finished.
     """

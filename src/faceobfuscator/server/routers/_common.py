@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..deps import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
-from ..schemas import ErrorOut
+from faceobfuscator.server.deps import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
+from faceobfuscator.server.schemas import ErrorOut
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 PAYLOAD_BODY: dict[str, Any] = {

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from ...security.channel import SealedReceiver
-from ..deps import get_receiver, require
-from ..keys import Role
-from ..schemas import ChallengeIn, ChallengeOut
-from ._common import errors
+from faceobfuscator.server.deps import get_receiver, require
+from faceobfuscator.server.keys import Role
+from faceobfuscator.server.routers._common import errors
+from faceobfuscator.server.schemas import ChallengeIn, ChallengeOut
+from faceobfuscator.server.security.receiver import SealedReceiver
 
 router = APIRouter(prefix="/v1", tags=["recognition"], responses=errors(401, 403, 404, 422))
 

@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from ...payload import payload_size
-from ...security.channel import SUITE_NAME, SealedReceiver
-from ..deps import SEALED_MEDIA_TYPE, get_receiver, get_service
-from ..errors import StorageError
-from ..schemas import HealthOut, ProtocolOut, SealingOut
-from ..service import GalleryService
+from faceobfuscator.errors import StorageError
+from faceobfuscator.protocol.payload import payload_size
+from faceobfuscator.protocol.sealing import SUITE_NAME
+from faceobfuscator.server.deps import SEALED_MEDIA_TYPE, get_receiver, get_service
+from faceobfuscator.server.schemas import HealthOut, ProtocolOut, SealingOut
+from faceobfuscator.server.security.receiver import SealedReceiver
+from faceobfuscator.server.service import GalleryService
 
 router = APIRouter(prefix="/v1", tags=["meta"])
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from ..deps import get_service, payload_for, require
-from ..keys import Role
-from ..schemas import SUBJECT_PATTERN, CandidateOut, IdentifyOut, VerifyOut
-from ..service import GalleryService
-from ._common import PAYLOAD_BODY, errors
+from faceobfuscator.server.deps import get_service, payload_for, require
+from faceobfuscator.server.keys import Role
+from faceobfuscator.server.routers._common import PAYLOAD_BODY, errors
+from faceobfuscator.server.schemas import SUBJECT_PATTERN, CandidateOut, IdentifyOut, VerifyOut
+from faceobfuscator.server.service import GalleryService
 
 router = APIRouter(
     prefix="/v1",

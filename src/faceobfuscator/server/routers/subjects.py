@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from ..deps import get_service, payload_for, require
-from ..keys import Role
-from ..schemas import (
+from faceobfuscator.server.deps import get_service, payload_for, require
+from faceobfuscator.server.keys import Role
+from faceobfuscator.server.routers._common import PAYLOAD_BODY, errors
+from faceobfuscator.server.schemas import (
     SUBJECT_PATTERN,
     SubjectIn,
     SubjectList,
@@ -17,9 +18,8 @@ from ..schemas import (
     TemplateList,
     TemplateOut,
 )
-from ..service import GalleryService
-from ..storage import SubjectRecord
-from ._common import PAYLOAD_BODY, errors
+from faceobfuscator.server.service import GalleryService
+from faceobfuscator.server.storage import SubjectRecord
 
 router = APIRouter(
     prefix="/v1/subjects",

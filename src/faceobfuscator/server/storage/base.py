@@ -5,7 +5,7 @@ Tables::
     subjects        id, name (unique), created_at
     templates       id, subject_id -> subjects, payload (the client's obfuscated payload,
                     as sent, or its envelope encryption when a master key is set, see
-                    faceobfuscator.security.envelope), protocol_hash, created_at
+                    faceobfuscator.server.security.envelope), protocol_hash, created_at
     embedding_cache template_id -> templates, model_hash, sealed (AES-GCM, optional)
     changes         seq, op (1 add, 2 delete), template_id: the change log
 
@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SubjectExistsError, UnknownSubjectError, UnknownTemplateError
+from faceobfuscator.errors import SubjectExistsError, UnknownSubjectError, UnknownTemplateError
 
 __all__ = ["SubjectRecord", "TemplateRef", "Change", "SQLStorage", "ADD", "DELETE"]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StorageError
-from .base import SQLStorage
+from faceobfuscator.errors import StorageError
+from faceobfuscator.server.storage.base import SQLStorage
 
 __all__ = ["SQLiteStorage"]
 

@@ -1,0 +1,172 @@
+"""Protection schemes: what the client sends and what the server's network sees.
+
+A scheme turns aligned uint8 faces ``(N, S, S, 3)`` into the tensor the client sends, in two
+steps: a deterministic :meth:`Scheme.encode` (the clean features) and a random
+:meth:`Scheme.randomise` (the protection, drawing from the caller's generator). The server
+turns what it receives into the network's input with :meth:`Scheme.server_input`.
+Training calls the two client steps separately so that clean features can be reused while
+every load still gets a fresh random draw; :meth:`Scheme.client_features` chains them.
+
+Schemes are registered by name (:func:`register_scheme`); :func:`get_scheme` builds one for
+a protocol configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from faceobfuscator.errors import ConfigError, InputError
+from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.features import normalised_features
+from faceobfuscator.protocol.frequency import fast_transform, to_greyscale
+from faceobfuscator.protocol.obfuscation import obfuscate, recover, self_normalise
+from faceobfuscator.registry import Registry
+
+__all__ = [
+    "Scheme",
+    "ArcFaceScheme",
+    "ArcFaceFDScheme",
+    "FaceObfuscatorScheme",
+    "register_scheme",
+    "get_scheme",
+    "list_schemes",
+]
+
+
+def _check_faces(faces: torch.Tensor, protocol: ProtocolConfig) -> torch.Tensor:
+    s = protocol.image_size
+    if not isinstance(faces, torch.Tensor):
+        raise InputError(f"expected a torch tensor of faces, got {type(faces).__name__}")
+    if faces.dtype != torch.uint8 or faces.ndim != 4 or tuple(faces.shape[1:]) != (s, s, 3):
+        raise InputError(
+            f"expected aligned uint8 faces (N, {s}, {s}, 3), got {tuple(faces.shape)} "
+            f"{faces.dtype}; align them first (faceobf data prepare)"
+        )
+    return faces
+
+
+class Scheme:
+    """Base class. Subclasses set :attr:`name`, :attr:`in_channels` and override
+    :meth:`encode` and, where there is protection, :meth:`randomise` and
+    :meth:`server_input`.
+
+    Attributes:
+        name: the registry name.
+        in_channels: channels of :meth:`server_input` (the backbone's stem).
+        has_recovery: whether :meth:`server_input` differs from what is sent.
+    """
+
+    name: str = ""
+    in_channels: int = 0
+    has_recovery: bool = False
+
+    def __init__(self, protocol: ProtocolConfig) -> None:
+        if not isinstance(protocol, ProtocolConfig):
+            raise ConfigError(f"expected a ProtocolConfig, got {type(protocol).__name__}")
+        self.protocol = protocol
+
+    def encode(self, faces: torch.Tensor) -> torch.Tensor:
+        """Deterministic clean features ``(N, C, S, S)`` float32 of uint8 faces
+        ``(N, S, S, 3)``, on the faces' device."""
+        raise NotImplementedError
+
+    def randomise(self, encoded: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        """The protection applied to :meth:`encode`'s output; identity when there is none."""
+        return encoded
+
+    def client_features(self, faces: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        """What the client sends for uint8 faces ``(N, S, S, 3)``: ``(N, C, S, S)`` float32."""
+        return self.randomise(self.encode(faces), generator=generator)
+
+    def server_input(self, sent: torch.Tensor) -> torch.Tensor:
+        """The network's input ``(N, in_channels, S, S)`` for what the client sent."""
+        return sent
+
+    def stored(self, sent: torch.Tensor) -> torch.Tensor:
+        """What the server stores of what the client sent (here: all of it)."""
+        return sent
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, protocol={self.protocol.hash[:12]})"
+
+
+class ArcFaceScheme(Scheme):
+    """The unprotected baseline: the aligned RGB face, pixels mapped linearly from [0, 255]
+    to ``protocol.pixel_range`` ([-1, 1], the ArcFace normalisation), channels first."""
+
+    name = "arcface"
+    in_channels = 3
+
+    def encode(self, faces: torch.Tensor) -> torch.Tensor:
+        x = _check_faces(faces, self.protocol)
+        lo, hi = self.protocol.pixel_range
+        rgb = x.permute(0, 3, 1, 2).to(torch.float32)
+        return rgb.mul_((hi - lo) / 255.0).add_(lo).contiguous()
+
+
+class ArcFaceFDScheme(Scheme):
+    """The unprotected frequency-domain baseline (ArcFace-FD): all ``scale**2`` DCT channels
+    of the greyscale face, each self-normalised (zero mean, unit variance per channel and
+    image, :func:`~faceobfuscator.protocol.obfuscation.self_normalise`). The channels' magnitudes
+    differ by orders (DC against high frequencies); normalising each one puts them on one
+    scale, as the FaceObfuscator client does for its retained channels, so the two schemes
+    differ only in the channel set and the obfuscation."""
+
+    name = "arcface-fd"
+
+    def __init__(self, protocol: ProtocolConfig) -> None:
+        super().__init__(protocol)
+        self.in_channels = protocol.scale**2
+        self._channels = tuple(range(self.in_channels))
+
+    def encode(self, faces: torch.Tensor) -> torch.Tensor:
+        grey = to_greyscale(_check_faces(faces, self.protocol), self.protocol)
+        chans = fast_transform(grey, self.protocol, channels=self._channels)
+        return self_normalise(chans, self.protocol)
+
+
+class FaceObfuscatorScheme(Scheme):
+    """The paper's scheme: the client sends the retained DCT channels (``protocol.channels``),
+    self-normalised and obfuscated with a fresh random draw; the server applies identity
+    recovery before the network."""
+
+    name = "faceobfuscator"
+    has_recovery = True
+
+    def __init__(self, protocol: ProtocolConfig) -> None:
+        super().__init__(protocol)
+        self.in_channels = protocol.n_channels
+
+    def encode(self, faces: torch.Tensor) -> torch.Tensor:
+        return normalised_features(_check_faces(faces, self.protocol), self.protocol)
+
+    def randomise(self, encoded: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        # a generator on the features' device keeps the draw there (fast on a GPU)
+        return obfuscate(encoded, self.protocol, generator=generator)
+
+    def server_input(self, sent: torch.Tensor) -> torch.Tensor:
+        return recover(sent, self.protocol)
+
+
+_REGISTRY: Registry[Callable[[ProtocolConfig], Scheme]] = Registry("scheme")
+
+
+def register_scheme(name: str, factory: Callable[[ProtocolConfig], Scheme]) -> None:
+    """Register ``factory(protocol) -> Scheme`` under ``name``; a taken name raises."""
+    _REGISTRY.add(name, factory)
+
+
+def list_schemes() -> list[str]:
+    """Registered scheme names, sorted."""
+    return _REGISTRY.names()
+
+
+def get_scheme(name: str, protocol: ProtocolConfig) -> Scheme:
+    """The scheme ``name`` for ``protocol``; an unknown name lists the known ones."""
+    return _REGISTRY.get(name)(protocol)
+
+
+for _cls in (ArcFaceScheme, ArcFaceFDScheme, FaceObfuscatorScheme):
+    register_scheme(_cls.name, _cls)

@@ -1,0 +1,308 @@
+"""Server benchmarks: concurrent clients on loopback against galleries of given sizes, and
+exact 1:N search over a large embedding matrix.
+
+Galleries are filled straight into SQLite with synthetic but valid payloads of the real
+size and random unit embeddings sealed into the encrypted cache, so that start-up reads the
+cache instead of running the model on every template. Each request still runs the model on
+its own payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.server.cache import EmbeddingSealer
+from faceobfuscator.server.index import EmbeddingIndex
+from faceobfuscator.server.keys import key_digest, new_api_key, new_cache_key
+from faceobfuscator.server.process import LocalServer
+from faceobfuscator.server.storage import open_storage
+
+__all__ = ["run_server_bench", "search_bench", "load_bench"]
+
+_OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def _percentiles(ms: list[float]) -> dict[str, float | int]:
+    if not ms:
+        return {"count": 0}
+    q = np.percentile(ms, [50, 99])
+    return {"count": len(ms), "p50_ms": round(float(q[0]), 2), "p99_ms": round(float(q[1]), 2)}
+
+
+def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def synthetic_payloads(n: int, config: ProtocolConfig, *, seed: int = 0) -> list[bytes]:
+    """``n`` valid payloads of random smooth images (not faces), each its own draw."""
+    import torch
+
+    from faceobfuscator.protocol.features import protect_faces
+    from faceobfuscator.protocol.payload import encode_payload
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (n, 14, 14, 3))
+    imgs = np.kron(coarse, np.ones((8, 8, 1))) + rng.normal(0, 8, (n, 112, 112, 3))
+    faces = np.clip(imgs, 0, 255).astype(np.uint8)
+    g = torch.Generator().manual_seed(seed)
+    return [encode_payload(f, config) for f in protect_faces(faces, config, generator=g).numpy()]
+
+
+def _sealing(sealer: EmbeddingSealer, rows: Iterator[np.ndarray]) -> Callable[[int], bytes]:
+    """Seals the next of ``rows`` for each template id it is called with."""
+    return lambda tid: sealer.seal(tid, next(rows))
+
+
+def fill_gallery(
+    db_url: str,
+    n: int,
+    pool: list[bytes],
+    *,
+    sealer: EmbeddingSealer,
+    protocol_hash: str,
+    per_subject: int = 10,
+    seed: int = 0,
+    batch: int = 2000,
+) -> None:
+    """Insert ``n`` templates (``per_subject`` per subject, payloads cycled from ``pool``)
+    with random sealed embeddings, bypassing the API."""
+    rng = np.random.default_rng(seed)
+    storage = open_storage(db_url, synchronous="NORMAL")
+    try:
+        for start in range(0, n, batch):
+            count = min(batch, n - start)
+            emb = _unit_rows(rng, count, sealer.dim)
+            items = [
+                (f"synthetic-{(start + i) // per_subject:07d}", pool[(start + i) % len(pool)])
+                for i in range(count)
+            ]
+            storage.add_templates(
+                items,
+                protocol_hash=protocol_hash,
+                seal=_sealing(sealer, iter(emb)),
+                model_hash=sealer.model_hash,
+                create_subjects=True,
+            )
+    finally:
+        storage.close()
+
+
+def load_bench(
+    url: str,
+    api_key: str,
+    pool: list[bytes],
+    subjects: list[str],
+    *,
+    clients: int,
+    duration_s: float,
+    enrol_share: float,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``clients`` threads sending identify and enrol requests for ``duration_s``."""
+    lat: dict[str, list[float]] = {"identify": [], "enrol": []}
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + duration_s
+
+    def client(worker: int) -> None:
+        rng = np.random.default_rng(seed + worker)
+        headers = {"Authorization": f"Bearer {api_key}", **_OCTET}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+            while time.monotonic() < deadline:
+                payload = pool[int(rng.integers(len(pool)))]
+                enrol = rng.random() < enrol_share
+                t = time.perf_counter()
+                try:
+                    if enrol:
+                        name = subjects[int(rng.integers(len(subjects)))]
+                        r = http.post(f"/v1/subjects/{name}/templates", content=payload)
+                    else:
+                        r = http.post("/v1/identify", params={"top_k": 5}, content=payload)
+                    ok = r.status_code < 400
+                    why = f"{r.status_code}"
+                except httpx.HTTPError as exc:
+                    ok, why = False, type(exc).__name__
+                ms = 1000 * (time.perf_counter() - t)
+                with lock:
+                    if ok:
+                        lat["enrol" if enrol else "identify"].append(ms)
+                    else:
+                        errors.append(why)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    total = len(lat["identify"]) + len(lat["enrol"]) + len(errors)
+    return {
+        "clients": clients,
+        "duration_s": round(elapsed, 2),
+        "requests": total,
+        "requests_per_s": round(total / elapsed, 2),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "identify": _percentiles(lat["identify"]),
+        "enrol": _percentiles(lat["enrol"]),
+    }
+
+
+def search_bench(
+    n: int = 1_000_000, *, dim: int = 512, queries: int = 20, k: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Exact 1:N search of single probes against ``n`` random unit embeddings: float32
+    matrix-vector product and ``argpartition``; also the server's index (best template
+    per subject, 10 templates per subject) and a batch of 32 probes."""
+    rng = np.random.default_rng(seed)
+    gallery = _unit_rows(rng, n, dim)
+    probes = _unit_rows(rng, max(queries, 32), dim)
+
+    def top(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
+        s = matrix @ q
+        idx = np.argpartition(s, n - k)[n - k :]
+        return idx[np.argsort(-s[idx])]
+
+    top(gallery, probes[0])  # warm-up
+    times = []
+    for q in probes[:queries]:
+        t = time.perf_counter()
+        top(gallery, q)
+        times.append(1000 * (time.perf_counter() - t))
+    t = time.perf_counter()
+    scores = gallery @ probes[:32].T
+    np.argpartition(scores, n - k, axis=0)
+    batched = 1000 * (time.perf_counter() - t) / 32
+
+    index = EmbeddingIndex(dim)
+    step = 100_000
+    for s in range(0, n, step):
+        ids = list(range(s, min(n, s + step)))
+        index.add(ids, [i // 10 for i in ids], [f"s{i // 10}" for i in ids], gallery[s : s + step])
+    del gallery
+    index_times = []
+    for q in probes[:queries]:
+        t = time.perf_counter()
+        index.search(q, k)
+        index_times.append(1000 * (time.perf_counter() - t))
+    return {
+        "embeddings": n,
+        "dim": dim,
+        "k": k,
+        "numpy_ms_per_query_median": round(statistics.median(times), 2),
+        "numpy_ms_per_query_p99": round(float(np.percentile(times, 99)), 2),
+        "numpy_batch32_ms_per_query": round(batched, 2),
+        "index_search_ms_per_query_median": round(statistics.median(index_times), 2),
+    }
+
+
+def run_server_bench(
+    *,
+    model_dir: str | Path | None = None,
+    sizes: tuple[int, ...] = (1000, 100_000),
+    clients: int = 4,
+    duration_s: float = 15.0,
+    enrol_share: float = 0.2,
+    search_size: int = 1_000_000,
+    workdir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the server benchmark; returns the JSON-ready results.
+
+    Args:
+        model_dir: the served model; default a random (untrained) model of the same size
+            as the trained one would be, made in the work folder.
+        sizes: gallery sizes (templates), each a fresh SQLite gallery.
+        clients: concurrent client threads.
+        duration_s: seconds of load per gallery.
+        enrol_share: fraction of requests that enrol (the rest identify).
+        search_size: embeddings of the 1:N search benchmark (0 skips it).
+        workdir: where galleries go (each deleted afterwards); default a temporary folder.
+    """
+    say = progress or (lambda _msg: None)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="faceobf-bench-") as tmp:
+        root = Path(tmp)
+        if model_dir is None:
+            from faceobfuscator.recognition.modeldir import make_random_model
+
+            model_dir = make_random_model(root / "random-model")
+        from faceobfuscator.server.embedder import ModelEmbedder
+
+        model = ModelEmbedder(model_dir)
+        admin = new_api_key()
+        cache_key = new_cache_key()
+        key = base64.urlsafe_b64decode(cache_key + "=" * (-len(cache_key) % 4))
+        sealer = EmbeddingSealer(key, model_hash=model.model_hash, dim=model.dim)
+        pool = synthetic_payloads(32, model.protocol)
+        out: dict[str, Any] = {
+            "model": model.name,
+            "cpus": os.cpu_count(),
+            "payload_bytes": len(pool[0]),
+            "galleries": [],
+        }
+        for n in sizes:
+            db = root / f"gallery-{n}.db"
+            say(f"filling a gallery of {n:,} templates")
+            t = time.monotonic()
+            fill_gallery(
+                f"sqlite:///{db}", n, pool, sealer=sealer, protocol_hash=model.protocol.hash
+            )
+            fill_s = time.monotonic() - t
+            env = {
+                "FACEOBF_ADMIN_KEY_HASHES": json.dumps([key_digest(admin)]),
+                "FACEOBF_CACHE_KEY": cache_key,
+            }
+            server = LocalServer(
+                model=model_dir, db_url=f"sqlite:///{db}", log=root / f"server-{n}.log", env=env
+            )
+            t = time.monotonic()
+            health = server.start(timeout=600)
+            startup_s = time.monotonic() - t
+            try:
+                say(f"{clients} clients for {duration_s:.0f} s against {n:,} templates")
+                subjects = [f"synthetic-{i:07d}" for i in range(min(100, max(1, n // 10)))]
+                result = load_bench(
+                    server.url,
+                    admin,
+                    pool,
+                    subjects,
+                    clients=clients,
+                    duration_s=duration_s,
+                    enrol_share=enrol_share,
+                )
+            finally:
+                server.stop()
+            out["galleries"].append(
+                {
+                    "templates": n,
+                    "indexed_at_start": health["templates_indexed"],
+                    "fill_s": round(fill_s, 1),
+                    "startup_s": round(startup_s, 1),
+                    "db_mib": round(
+                        sum(p.stat().st_size for p in root.glob(f"gallery-{n}.db*")) / 2**20
+                    ),
+                    **result,
+                }
+            )
+            for p in root.glob(f"gallery-{n}.db*"):
+                p.unlink()
+        if search_size:
+            say(f"1:N search against {search_size:,} embeddings")
+            out["search"] = search_bench(search_size, dim=model.dim)
+        return out

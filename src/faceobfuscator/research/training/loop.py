@@ -1,0 +1,428 @@
+"""``faceobf train``: the training run, its checkpoints, validation and final model.
+
+Output directory layout::
+
+    OUT/train_config.json    the resolved configuration
+    OUT/metrics.jsonl        step and epoch records
+    OUT/curves.png           loss and validation accuracy per epoch
+    OUT/checkpoint/          after every epoch: model.safetensors + config.json (a model
+                             directory) and train_state.pt (head, optimiser, step; read
+                             back with ``weights_only=True``)
+    OUT/model/               the final model directory (embedding network only)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from faceobfuscator.errors import ConfigError
+from faceobfuscator.recognition.backbones import build_backbone
+from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, save_model, unwrap
+from faceobfuscator.recognition.schemes import Scheme, get_scheme
+from faceobfuscator.research.evaluation.verification import best_threshold, embed_faces, tar_at_far
+from faceobfuscator.research.training.config import TrainConfig
+from faceobfuscator.research.training.data import holdout, load_training_data
+from faceobfuscator.research.training.head import ArcFaceHead
+from faceobfuscator.research.training.report import MetricsLog, plot_curves
+from faceobfuscator.research.training.schedule import poly_lr
+from faceobfuscator.research.training.step import Trainable, autocast, embedder, network_input
+
+__all__ = ["train", "resolve_device", "validate"]
+
+STATE_NAME = "train_state.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _setup_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
+    """A process group when launched by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), device
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), world, local), device
+
+
+def validate(
+    network: nn.Module,
+    scheme: Scheme,
+    faces: torch.Tensor,
+    labels: np.ndarray,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """Every pair of held-out images: TAR and threshold at ``validation.far`` over all
+    impostor pairs, and the best-threshold accuracy on the genuine pairs plus as many
+    impostor pairs (a fixed sample). Empty when there are no genuine or no impostor
+    pairs (e.g. synthetic data)."""
+    if len(labels) < 2 or len(np.unique(labels)) in (1, len(labels)):
+        return {}
+    was_training = network.training
+    network.eval()
+    embed = embedder(network, device, config.amp, config.channels_last)
+    flip = config.validation.flip
+    combined, single = embed_faces(
+        embed, scheme, faces, generator=generator, flip=flip, batch_size=256
+    )
+    network.train(was_training)
+    emb = combined if flip else single
+    i, j = np.triu_indices(len(labels), k=1)
+    scores = (emb @ emb.T).double().numpy()[i, j]
+    same = labels[i] == labels[j]
+    far = tar_at_far(scores, same, config.validation.far)
+    rng = np.random.default_rng(config.seed)
+    impostors = rng.choice(np.flatnonzero(~same), int(same.sum()), replace=False)
+    balanced = np.concatenate([np.flatnonzero(same), impostors])
+    t = best_threshold(scores[balanced], same[balanced])
+    acc = float(np.mean((scores[balanced] >= t) == same[balanced]))
+    return {
+        "val_accuracy": acc,
+        "val_tar": far["tar"],
+        "val_far": far["far"],
+        "threshold": far["threshold"],
+        "val_pairs_genuine": int(same.sum()),
+        "val_pairs_impostor": far["n_impostor"],
+    }
+
+
+def _save_checkpoint(out: Path, payload: dict[str, Any], **model_kwargs: Any) -> None:
+    tmp = out / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(tmp, **model_kwargs)
+    torch.save(payload, tmp / STATE_NAME)
+    final = out / "checkpoint"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def _load_checkpoint(
+    out: Path, network: nn.Module, head: nn.Module, optimiser: torch.optim.Optimizer
+) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    ckpt = out / "checkpoint"
+    if not (ckpt / STATE_NAME).is_file():
+        raise ConfigError(f"--resume: no checkpoint in {ckpt}")
+    state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
+    network.load_state_dict(load_file(str(ckpt / WEIGHTS_NAME)))
+    try:
+        head.load_state_dict(state["head"])
+    except RuntimeError as exc:
+        raise ConfigError(f"--resume: checkpoint head does not fit this data: {exc}") from None
+    optimiser.load_state_dict(state["optimizer"])
+    return state
+
+
+def _index_batches(n_train: int, batch: int, epoch: int, seed: int) -> list[np.ndarray]:
+    perm = np.random.default_rng([seed, epoch]).permutation(n_train)
+    steps = n_train // batch
+    return [perm[k * batch : (k + 1) * batch] for k in range(steps)]
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds."""
+
+    config: TrainConfig
+    out: Path
+    dist: _Dist
+    device: torch.device
+    scheme: Scheme
+    data: Any
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    val_faces: torch.Tensor
+    network: nn.Module
+    head: ArcFaceHead
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    generator: torch.Generator
+    log: MetricsLog
+    start_epoch: int = 0
+    step: int = 0
+    t_start: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_idx) // self.config.batch_size
+
+
+def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
+    dist, device = _setup_distributed(resolve_device(config.device))
+    if config.batch_size % dist.world:
+        raise ConfigError(f"batch_size {config.batch_size} must divide by {dist.world} processes")
+    if dist.main:
+        if (out / "checkpoint").exists() and not resume:
+            raise ConfigError(f"{out} already holds a checkpoint; pass --resume or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    torch.manual_seed(config.seed + dist.rank)
+
+    scheme = get_scheme(config.scheme, config.protocol_config)
+    data = load_training_data(
+        config.data, device=device, seed=config.seed, on_device=config.data_on_device
+    )
+    train_idx, val_idx = holdout(data.labels.cpu().numpy(), config.validation, seed=config.seed)
+    if len(train_idx) < config.batch_size:
+        raise ConfigError(f"{len(train_idx)} training images make no batch of {config.batch_size}")
+    val_faces = torch.cat([f for f, _ in data.batches([val_idx])]).to(device)
+
+    network = build_backbone(config.backbone, scheme.in_channels, config.embedding_size)
+    head = ArcFaceHead(len(data.classes), config.embedding_size, s=config.head.s, m=config.head.m)
+    trainable = Trainable(network, head).to(device)
+    if config.channels_last:
+        trainable = trainable.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimiser = torch.optim.SGD(
+        trainable.parameters(),
+        lr=config.optim.lr,
+        momentum=config.optim.momentum,
+        weight_decay=config.optim.weight_decay,
+    )
+    log = MetricsLog(out / "metrics.jsonl")
+    start_epoch = step = 0
+    if resume:
+        state = _load_checkpoint(out, network, head, optimiser)
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        if dist.main:
+            log.truncate_after(start_epoch)
+    model: nn.Module = trainable
+    if dist.world > 1:
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(trainable, device_ids=ids)
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    # a different stream of protections on every process and after every resume
+    generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + dist.rank + step)
+    return _Run(
+        config,
+        out,
+        dist,
+        device,
+        scheme,
+        data,
+        train_idx,
+        val_idx,
+        val_faces,
+        network,
+        head,
+        model,
+        optimiser,
+        generator,
+        log,
+        start_epoch,
+        step,
+    )
+
+
+def _out_of_time(run: _Run) -> bool:
+    """Whether ``max_seconds`` has passed, agreed by every process (they must stop at the
+    same step or DDP's collectives hang)."""
+    if not run.config.max_seconds:
+        return False
+    late = time.perf_counter() - run.t_start > run.config.max_seconds
+    if run.dist.world == 1:
+        return late
+    flag = torch.tensor([float(late)], device=run.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
+    """One pass over the training images; returns the mean loss and whether the time
+    limit stopped it."""
+    from tqdm import tqdm
+
+    cfg, dist = run.config, run.dist
+    total = cfg.epochs * run.steps_per_epoch
+    warmup = round(cfg.optim.warmup_epochs * run.steps_per_epoch)
+    batches = [
+        run.train_idx[b][dist.rank :: dist.world]
+        for b in _index_batches(len(run.train_idx), cfg.batch_size, epoch, cfg.seed)
+    ]
+    bar = tqdm(
+        total=run.steps_per_epoch * cfg.batch_size,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="img",
+        unit_scale=True,
+        disable=not (progress and dist.main),
+        dynamic_ncols=True,
+    )
+    window = torch.zeros((), device=run.device)
+    n_window, t_window, loss_sum, n_steps = 0, time.perf_counter(), 0.0, 0
+    stopped = False
+    for faces, labels in run.data.batches(batches):
+        faces, labels = faces.to(run.device, non_blocking=True), labels.to(run.device)
+        lr = poly_lr(run.step, total=total, base=cfg.optim.lr, power=cfg.optim.power, warmup=warmup)
+        for group in run.optimiser.param_groups:
+            group["lr"] = lr
+        x = network_input(
+            run.scheme, faces, generator=run.generator, flip=True, channels_last=cfg.channels_last
+        )
+        with autocast(run.device, cfg.amp):
+            logits = run.model(x, labels)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        run.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimiser.step()
+        run.step += 1
+        window += loss.detach()
+        n_window += 1
+        bar.update(cfg.batch_size)
+        last = run.step % run.steps_per_epoch == 0
+        if n_window == cfg.log_every or last:
+            mean = float(window) / n_window  # the one device sync of a window
+            now = time.perf_counter()
+            ips = n_window * cfg.batch_size / (now - t_window)
+            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.4f}", refresh=False)
+            if dist.main:
+                run.log.write(
+                    "step", epoch=epoch + 1, step=run.step, loss=mean, lr=lr, images_per_s=ips
+                )
+            loss_sum += mean * n_window
+            n_steps += n_window
+            window.zero_()
+            n_window, t_window = 0, now
+            if _out_of_time(run):
+                stopped = True
+                break
+    bar.close()
+    if n_window:
+        loss_sum += float(window)
+        n_steps += n_window
+    return loss_sum / max(n_steps, 1), stopped
+
+
+def _end_epoch(run: _Run, epoch: int, loss: float, final: bool, progress: bool) -> None:
+    """Validation (when due), the epoch's record and plot, and the checkpoint."""
+    cfg = run.config
+    if final or (epoch + 1) % cfg.validate_every == 0:
+        labels = run.data.labels.cpu().numpy()[run.val_idx]
+        run.metrics = validate(
+            run.network,
+            run.scheme,
+            run.val_faces,
+            labels,
+            cfg,
+            device=run.device,
+            generator=run.generator,
+        )
+        run.metrics.update(
+            epoch=epoch + 1,
+            step=run.step,
+            train_loss=loss,
+            seconds=time.perf_counter() - run.t_start,
+        )
+        run.log.write("epoch", **run.metrics)
+        plot_curves(run.log, run.out / "curves.png", title=cfg.name or cfg.scheme)
+        if progress:
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
+            print(json.dumps(shown), flush=True)
+    state = {
+        "head": run.head.state_dict(),
+        "optimizer": run.optimiser.state_dict(),
+        "epoch": epoch + 1,
+        "step": run.step,
+    }
+    _save_checkpoint(run.out, state, **_model_kwargs(run, run.metrics))
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Train ``config`` into ``out_dir``; returns the final model directory. ``command``
+    (default: this process's command line) is recorded in every model directory."""
+    run = _setup(config, Path(out_dir), resume)
+    run.command = command
+    run.t_start = time.perf_counter()
+    stopped = False
+    for epoch in range(run.start_epoch, config.epochs):
+        loss, stopped = _train_epoch(run, epoch, progress)
+        if run.dist.main:
+            _end_epoch(run, epoch, loss, stopped or epoch + 1 == config.epochs, progress)
+        run.dist.barrier()
+        if stopped:
+            break
+    model_dir = run.out / "model"
+    if run.dist.main:
+        metrics = {
+            **run.metrics,
+            "stopped_early": stopped,
+            "train_seconds": time.perf_counter() - run.t_start,
+        }
+        save_model(model_dir, **_model_kwargs(run, metrics))
+    run.dist.barrier()
+    if run.dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return model_dir
+
+
+def _model_kwargs(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.config
+    views = "face plus mirror" if cfg.validation.flip else "single image"
+    return {
+        "backbone_name": cfg.backbone,
+        "backbone": unwrap(run.network),
+        "scheme_name": cfg.scheme,
+        "protocol": cfg.protocol_config,
+        "threshold": metrics.get("threshold"),
+        "metrics": metrics,
+        "command": run.command,
+        "extra": {
+            "train_config": cfg.to_dict(),
+            "data": {**run.data.info, "train_images": len(run.train_idx)},
+            "threshold_rule": (
+                f"cosine at FAR={cfg.validation.far} over all impostor pairs of held-out "
+                f"images of training identities, {views} embeddings; accept when "
+                "cosine >= threshold"
+            ),
+        },
+    }
