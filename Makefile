@@ -28,6 +28,7 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src/faceobfuscator
+	$(BIN)/lint-imports
 
 bench: venv
 	mkdir -p results/bench

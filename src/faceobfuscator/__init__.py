@@ -7,8 +7,9 @@ and ``faceobf apikey`` never imports torch. The package's layout is described in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from faceobfuscator._lazy import lazy_getattr
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -93,14 +94,8 @@ if TYPE_CHECKING:
     from faceobfuscator.protocol.payload import Payload, decode_payload, encode_payload
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'faceobfuscator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__})

@@ -41,8 +41,9 @@ reads its index, so an acknowledged deletion is absent from every process's answ
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from faceobfuscator._lazy import lazy_getattr
 
 #: public name -> the module of this package that defines it (loaded on first use, so
 #: that importing one server module does not pull in the app and the model)
@@ -85,10 +86,4 @@ if TYPE_CHECKING:
     from faceobfuscator.server.storage import open_storage
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
