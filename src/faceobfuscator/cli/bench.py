@@ -9,12 +9,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from faceobfuscator.research.data.paths import DATASETS_ROOT
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="speed benchmarks")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="KIND")
     t = kinds.add_parser("transform", help="client transform throughput and photo latency")
-    t.add_argument("--root", type=Path, default=Path("../shared/datasets"))
+    t.add_argument("--root", type=Path, default=DATASETS_ROOT)
     t.add_argument("--photos", type=int, default=60, help="LFW photos timed for latency")
     t.add_argument("--json", action="store_true", help="print only the JSON object")
     t.add_argument("--out", type=Path, help="also write the JSON here")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
+
 __all__ = ["register"]
 
 
@@ -19,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "manifest.jsonl and a summary.json; rerunning resumes where it stopped.",
     )
     prepare.add_argument("dataset", choices=["lfw", "cfp", "att"])
-    prepare.add_argument(
-        "--root", type=Path, default=Path("../shared/datasets"), help="datasets folder"
-    )
+    prepare.add_argument("--root", type=Path, default=DATASETS_ROOT, help="datasets folder")
     prepare.add_argument(
         "--out", type=Path, default=None, help="output folder (default cache/aligned/DATASET)"
     )
@@ -38,7 +38,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from faceobfuscator.research.data.prepare import prepare_dataset
 
     config = ProtocolConfig.load(args.config) if args.config else ProtocolConfig()
-    out = args.out if args.out is not None else Path("cache/aligned") / args.dataset
+    out = args.out if args.out is not None else ALIGNED_ROOT / args.dataset
     summary = prepare_dataset(
         args.dataset, args.root, out, config=config, workers=args.workers, limit=args.limit
     )

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from faceobfuscator.cli._groups import command_group
+from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
 
 __all__ = ["register"]
 
@@ -31,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--root",
         type=Path,
-        default=Path(os.environ.get("FACEOBF_DATASETS", "../shared/datasets")),
+        default=Path(os.environ.get("FACEOBF_DATASETS", str(DATASETS_ROOT))),
         help="datasets folder (for the pair lists)",
     )
-    v.add_argument("--aligned", type=Path, default=Path("cache/aligned"))
+    v.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     v.add_argument("--batch-size", type=int, default=128)
     v.add_argument("--seed", type=int, default=None, help="seed of the protection draws")
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--benchmarks", default="lfw,cfp-ff,cfp-fp")
     r.add_argument("--no-ablation", action="store_true", help="skip the no-recovery rows")
     r.add_argument("--root", type=Path, default=v.get_default("root"))
-    r.add_argument("--aligned", type=Path, default=Path("cache/aligned"))
+    r.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
     r.add_argument("--out", type=Path, default=Path("results/verification.json"))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from faceobfuscator.cli._groups import command_group
+from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT, TRAIN_PACK
 
 __all__ = ["register"]
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Training identities: every LFW and CFP person who appears in no test "
         "pair (LFW pairs.txt, CFP FF and FP) of the test folds; written as JSON.",
     )
-    split.add_argument("--root", type=Path, default=Path("../shared/datasets"))
+    split.add_argument("--root", type=Path, default=DATASETS_ROOT)
     split.add_argument("--folds", default="6-10", help="test folds (default 6-10)")
     split.add_argument("--out", type=Path, default=Path("configs/split-lfw-cfp.json"))
     split.set_defaults(func=_split)
@@ -31,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Every training image (people with >= --min-images aligned images) as "
         "JPEG bytes, labels and names in one .npz, for training elsewhere.",
     )
-    pack.add_argument("--aligned", type=Path, default=Path("cache/aligned"))
+    pack.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
     pack.add_argument("--split", type=Path, default=Path("configs/split-lfw-cfp.json"))
-    pack.add_argument("--out", type=Path, default=Path("cache/train-pack.npz"))
+    pack.add_argument("--out", type=Path, default=TRAIN_PACK)
     pack.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     pack.add_argument("--min-images", type=int, default=2)
     pack.set_defaults(func=_pack)

@@ -23,10 +23,10 @@ from faceobfuscator.research.data.datasets import (
     lfw_pairs,
     name_key,
 )
+from faceobfuscator.research.data.paths import TEST_FOLDS
 
 __all__ = [
     "SPLIT_FORMAT",
-    "DEFAULT_TEST_FOLDS",
     "Split",
     "compute_split",
     "benchmark_pairs",
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 SPLIT_FORMAT = "faceobfuscator-split/1"
-DEFAULT_TEST_FOLDS = (6, 7, 8, 9, 10)
 _DATASETS = ("lfw", "cfp")
 
 
@@ -112,9 +111,7 @@ def _pair_keys(pairs: Iterable[Pair], names: dict[str, str], folds: set[int]) ->
     return keys
 
 
-def compute_split(
-    datasets_root: str | Path, *, test_folds: Iterable[int] = DEFAULT_TEST_FOLDS
-) -> Split:
+def compute_split(datasets_root: str | Path, *, test_folds: Iterable[int] = TEST_FOLDS) -> Split:
     """Training identities disjoint, by person, from every test pair of ``test_folds``."""
     folds = set(test_folds)
     names = {d: identity_names(d, datasets_root) for d in _DATASETS}

@@ -11,7 +11,7 @@ from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.features import normalised_features
 from faceobfuscator.protocol.obfuscation import obfuscate, recover, secure_generator
 
-__all__ = ["client_pipeline_figure"]
+__all__ = ["client_pipeline_demo", "client_pipeline_figure"]
 
 
 def _symmetric(img: np.ndarray) -> tuple[np.ndarray, float]:
@@ -75,3 +75,27 @@ def client_pipeline_figure(
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def client_pipeline_demo(root: Path, out: Path) -> Path:
+    """The client-pipeline figure of four sample photos under ``root`` (AT&T and LFW),
+    written to ``out/client_pipeline.png``; returns its path."""
+    from faceobfuscator.client.alignment import FaceAligner, load_image
+    from faceobfuscator.errors import InputError
+
+    config = ProtocolConfig()
+    picks = [
+        root / "att_faces/s1/1.pgm",
+        root / "att_faces/s7/3.pgm",
+        root / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+        root / "lfw/Serena_Williams/Serena_Williams_0001.jpg",
+    ]
+    aligner = FaceAligner(config)
+    faces, labels = [], []
+    for path in picks:
+        if not path.exists():
+            raise InputError(f"sample photo {path} is missing; pass --root with the datasets")
+        face, outcome = aligner.align_or_centre(load_image(path), fallback="centre")
+        faces.append(face)
+        labels.append(f"{path.parent.name}\n({outcome})")
+    return client_pipeline_figure(np.stack(faces), labels, config, out / "client_pipeline.png")

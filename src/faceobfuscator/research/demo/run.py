@@ -15,6 +15,7 @@ import html
 import io
 import json
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,13 +26,12 @@ import numpy as np
 
 from faceobfuscator.errors import InputError
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.research.data.paths import HOME_ENV, TEST_FOLDS, project_home
 
 __all__ = ["run_demo", "pick_people", "stored_view"]
 
 #: Where the committed trained model lives, relative to the repository root.
 MODEL_DIR = Path("models") / "mobilefacenet-faceobfuscator"
-#: LFW View 2 folds whose identities no model of this project trained on.
-TEST_FOLDS = range(6, 11)
 
 
 @dataclass
@@ -162,12 +162,19 @@ def _png_uri(rgb: np.ndarray, scale: int = 1) -> str:
 
 
 def _find_model(model: str | Path | None, work: Path) -> tuple[Path, bool]:
-    """The model to serve and whether it is an untrained stand-in."""
+    """The model to serve and whether it is an untrained stand-in: ``model`` if given, else
+    the committed model under :func:`~faceobfuscator.research.data.paths.project_home`,
+    else a random model (labelled as such in the report, with a warning here)."""
     if model is not None:
         return Path(model), False
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (base / MODEL_DIR / "config.json").is_file():
-            return base / MODEL_DIR, False
+    home = project_home(str(MODEL_DIR / "config.json"))
+    if home is not None:
+        return home / MODEL_DIR, False
+    print(
+        f"faceobf demo: warning: no {MODEL_DIR} in {Path.cwd()} or above; serving a random "
+        f"(untrained) model. Run from the checkout or set {HOME_ENV} to it.",
+        file=sys.stderr,
+    )
     from faceobfuscator.recognition.modeldir import make_random_model
 
     return make_random_model(work / "random-model"), True

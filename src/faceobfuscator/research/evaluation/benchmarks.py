@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from faceobfuscator.errors import InputError
+from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
 from faceobfuscator.research.evaluation.verification import (
     VerificationResult,
     contiguous_folds,
@@ -50,8 +51,8 @@ def load_benchmark(
     name: str,
     *,
     folds: tuple[int, ...] | None = None,
-    datasets_root: str | Path = "../shared/datasets",
-    aligned_root: str | Path = "cache/aligned",
+    datasets_root: str | Path = str(DATASETS_ROOT),
+    aligned_root: str | Path = str(ALIGNED_ROOT),
     image_size: int = 112,
 ) -> Benchmark:
     """Pairs of ``lfw``/``cfp-ff``/``cfp-fp`` (folds 6-10 unless given) from the aligned
@@ -59,9 +60,10 @@ def load_benchmark(
     if name.startswith("bin:"):
         return _load_bin(name, folds or tuple(range(1, 11)), image_size)
     from faceobfuscator.research.data.datasets import prepared_path, read_manifest
-    from faceobfuscator.research.data.split import DEFAULT_TEST_FOLDS, benchmark_pairs
+    from faceobfuscator.research.data.paths import TEST_FOLDS
+    from faceobfuscator.research.data.split import benchmark_pairs
 
-    wanted = set(folds or DEFAULT_TEST_FOLDS)
+    wanted = set(folds or TEST_FOLDS)
     dataset = "lfw" if name == "lfw" else "cfp"
     pairs = [p for p in benchmark_pairs(name, datasets_root) if p.fold in wanted]
     if not pairs:
@@ -130,8 +132,8 @@ def run_verification(
     folds: tuple[int, ...] | None = None,
     recovery: bool = True,
     flip: bool = True,
-    datasets_root: str | Path = "../shared/datasets",
-    aligned_root: str | Path = "cache/aligned",
+    datasets_root: str | Path = str(DATASETS_ROOT),
+    aligned_root: str | Path = str(ALIGNED_ROOT),
     device: str = "auto",
     batch_size: int = 128,
     seed: int | None = None,

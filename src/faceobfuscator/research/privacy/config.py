@@ -10,6 +10,7 @@ from typing import Any
 
 from faceobfuscator.errors import ConfigError
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
 from faceobfuscator.research.privacy.attacks import AttackSettings, list_attacks
 from faceobfuscator.research.privacy.variants import EXTRAS, RefineSettings, list_variants
 
@@ -99,8 +100,8 @@ class PrivacyConfig:
 
     name: str = "privacy"
     out_dir: str = "results/privacy"
-    datasets_root: str = "../shared/datasets"
-    aligned_dir: str = "cache/aligned"
+    datasets_root: str = str(DATASETS_ROOT)
+    aligned_dir: str = str(ALIGNED_ROOT)
     split: str | None = None
     pack: str | None = None
     protocol: str | None = None
