@@ -49,7 +49,7 @@ def test_enrol_verify_identify(db_url):
         assert v.match and v.score > 0.99 and v.threshold == 0.9
         assert not service.verify("p1", PROBE[2]).match
         result = service.identify(PROBE[2], top_k=2)
-        assert [m.name for m in result.candidates][0] == "p2"
+        assert [m.subject for m in result.candidates][0] == "p2"
         assert len(result.candidates) == 2 and result.best is not None
         stranger = service.identify(PROBE[3], top_k=3)
         assert stranger.best is None and len(stranger.candidates) == 3
@@ -114,11 +114,11 @@ def test_two_processes_see_each_others_enrolments_and_deletions(db_url):
     a, b = _service(db_url), _service(db_url)
     try:
         _enrol_all(a)
-        assert b.identify(PROBE[1], top_k=1).best.name == "p1"  # type: ignore[union-attr]
+        assert b.identify(PROBE[1], top_k=1).best.subject == "p1"  # type: ignore[union-attr]
         assert b.verify("p1", PROBE[1]).match
         b.delete_subject("p1")
         top = a.identify(PROBE[1], top_k=5)
-        assert "p1" not in [m.name for m in top.candidates] and top.best is None
+        assert "p1" not in [m.subject for m in top.candidates] and top.best is None
         with pytest.raises(UnknownSubjectError):
             a.verify("p1", PROBE[1])
         want = set(a.storage.template_ids())

@@ -13,7 +13,6 @@ refused. Plain payloads offer no replay protection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -25,13 +24,14 @@ from faceobfuscator.client.sealing import seal_request
 from faceobfuscator.errors import ConfigError, FaceObfuscatorError, KeyPinError
 from faceobfuscator.protocol.challenge import Challenge
 from faceobfuscator.protocol.config import ProtocolConfig
-from faceobfuscator.protocol.outcomes import Enrolment, Verification
+from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
+from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.protocol.sealing import ServerPublicKey, pin_server_key
 
 __all__ = ["Client", "APIError", "Enrolment", "Verification", "Candidate", "Identification"]
 
-_OCTET = {"Content-Type": "application/octet-stream"}
-_SEALED = {"Content-Type": "application/vnd.faceobfuscator.sealed"}
+_OCTET = {"Content-Type": PAYLOAD_MEDIA_TYPE}
+_SEALED = {"Content-Type": SEALED_MEDIA_TYPE}
 
 
 class APIError(FaceObfuscatorError):
@@ -46,20 +46,6 @@ class APIError(FaceObfuscatorError):
         super().__init__(f"server answered {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class Candidate:
-    subject: str
-    score: float
-    match: bool
-
-
-@dataclass(frozen=True)
-class Identification:
-    candidates: list[Candidate]
-    match: str | None
-    threshold: float
 
 
 class Client:
@@ -244,7 +230,6 @@ class Client:
         out = self._send("identify", "", "/v1/identify", payload, {"top_k": top_k})
         return Identification(
             [Candidate(c["subject"], c["score"], c["match"]) for c in out["candidates"]],
-            out["match"],
             out["threshold"],
         )
 

@@ -1,11 +1,11 @@
-"""Outcomes of enrolment and verification, as the server's service layer produces them
-and the SDK hands them back to callers: one definition for both sides."""
+"""Outcomes of enrolment, verification and identification, as the server's service layer
+produces them and the SDK hands them back to callers: one definition for both sides."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Enrolment", "Verification"]
+__all__ = ["Candidate", "Enrolment", "Identification", "Verification"]
 
 
 @dataclass(frozen=True)
@@ -20,3 +20,34 @@ class Verification:
     score: float
     match: bool
     threshold: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One subject of an identification: its best cosine similarity, and whether that
+    reaches the threshold."""
+
+    subject: str
+    score: float
+    match: bool
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Candidates best first, at the model's calibrated threshold."""
+
+    candidates: list[Candidate]
+    threshold: float
+
+    @property
+    def best(self) -> Candidate | None:
+        """The top candidate if it reaches the threshold."""
+        if self.candidates and self.candidates[0].score >= self.threshold:
+            return self.candidates[0]
+        return None
+
+    @property
+    def match(self) -> str | None:
+        """The name of :attr:`best`, or None."""
+        best = self.best
+        return best.subject if best is not None else None

@@ -24,7 +24,20 @@ import numpy as np
 from faceobfuscator.errors import PayloadError
 from faceobfuscator.protocol.config import ProtocolConfig
 
-__all__ = ["MAGIC", "Payload", "encode_payload", "decode_payload", "payload_size"]
+__all__ = [
+    "PAYLOAD_MEDIA_TYPE",
+    "SEALED_MEDIA_TYPE",
+    "MAGIC",
+    "Payload",
+    "encode_payload",
+    "decode_payload",
+    "payload_size",
+]
+
+#: the Content-Type of a plain payload in a request body
+PAYLOAD_MEDIA_TYPE = "application/octet-stream"
+#: the Content-Type of a payload sealed to the server's key
+SEALED_MEDIA_TYPE = "application/vnd.faceobfuscator.sealed"
 
 MAGIC = b"FOBF"
 _FIXED = struct.Struct("<4sHBB32s")

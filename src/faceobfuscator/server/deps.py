@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from faceobfuscator.errors import PayloadTooLargeError
+from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.protocol.sealing import SEAL_OVERHEAD
 from faceobfuscator.server.keys import KeyRing, Role
 from faceobfuscator.server.security.receiver import SealedReceiver
@@ -23,13 +24,7 @@ __all__ = [
     "require",
     "payload_body",
     "payload_for",
-    "PAYLOAD_MEDIA_TYPE",
-    "SEALED_MEDIA_TYPE",
 ]
-
-PAYLOAD_MEDIA_TYPE = "application/octet-stream"
-#: A payload sealed to the server's key and bound to a challenge (see /v1/protocol).
-SEALED_MEDIA_TYPE = "application/vnd.faceobfuscator.sealed"
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer fo_...")
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE
+
 __all__ = [
     "SUBJECT_PATTERN",
     "ProtocolOut",
@@ -57,7 +59,7 @@ class ProtocolOut(_Out):
     config_hash: str = Field(description="SHA-256 of the configuration; every payload carries it")
     format_version: int
     payload_bytes: int = Field(description="exact size of one payload")
-    payload_media_type: str = "application/octet-stream"
+    payload_media_type: str = PAYLOAD_MEDIA_TYPE
     sealing: SealingOut | None = Field(
         default=None, description="present when the server accepts sealed payloads"
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,30 +20,17 @@ from faceobfuscator.errors import (
     NoTemplatesError,
     PayloadTooLargeError,
 )
-from faceobfuscator.protocol.outcomes import Enrolment, Verification
+from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
 from faceobfuscator.protocol.payload import decode_payload, payload_size
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.embedder import Embedder
-from faceobfuscator.server.index import EmbeddingIndex, Match
+from faceobfuscator.server.index import EmbeddingIndex
 from faceobfuscator.server.security.envelope import TemplateVault, is_envelope
 from faceobfuscator.server.storage import ADD, SQLStorage, SubjectRecord, TemplateRef
 
 __all__ = ["GalleryService", "Verification", "Identification", "Enrolment"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Identification:
-    candidates: list[Match]
-    threshold: float
-
-    @property
-    def best(self) -> Match | None:
-        """The top candidate if it reaches the threshold."""
-        if self.candidates and self.candidates[0].score >= self.threshold:
-            return self.candidates[0]
-        return None
 
 
 class GalleryService:
@@ -258,7 +244,14 @@ class GalleryService:
         """1:N: the ``top_k`` most similar subjects, best first."""
         emb = self.embed_payload(data)
         self.sync()
-        return Identification(self.index.search(emb, top_k), self.embedder.threshold)
+        threshold = self.embedder.threshold
+        return Identification(
+            [
+                Candidate(m.name, m.score, m.score >= threshold)
+                for m in self.index.search(emb, top_k)
+            ],
+            threshold,
+        )
 
     def close(self) -> None:
         self.storage.close()

@@ -21,6 +21,7 @@ from faceobfuscator.client.sealing import seal_request
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.payload import payload_size
 from faceobfuscator.protocol.sealing import SEAL_OVERHEAD, ServerKeyPair
+from faceobfuscator.research.bench.timing import latency_summary
 from faceobfuscator.server.security.challenges import ChallengeService, SQLChallengeStore
 from faceobfuscator.server.security.envelope import ENVELOPE_OVERHEAD, MasterKey, TemplateVault
 from faceobfuscator.server.security.receiver import SealedReceiver
@@ -35,7 +36,7 @@ def _timed(fn: Callable[[int], Any], n: int) -> dict[str, float]:
         t = time.perf_counter()
         fn(i)
         ms[i] = (time.perf_counter() - t) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return latency_summary(ms)
 
 
 def security_costs(db: Transactions, config: ProtocolConfig, *, n: int = 300) -> dict[str, Any]:

@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE
+from faceobfuscator.research.bench.timing import latency_summary
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.index import EmbeddingIndex
 from faceobfuscator.server.keys import key_digest, new_api_key, new_cache_key
@@ -32,14 +34,7 @@ from faceobfuscator.server.storage import open_storage
 
 __all__ = ["run_server_bench", "search_bench", "load_bench"]
 
-_OCTET = {"Content-Type": "application/octet-stream"}
-
-
-def _percentiles(ms: list[float]) -> dict[str, float | int]:
-    if not ms:
-        return {"count": 0}
-    q = np.percentile(ms, [50, 99])
-    return {"count": len(ms), "p50_ms": round(float(q[0]), 2), "p99_ms": round(float(q[1]), 2)}
+_OCTET = {"Content-Type": PAYLOAD_MEDIA_TYPE}
 
 
 def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -159,8 +154,8 @@ def load_bench(
         "requests_per_s": round(total / elapsed, 2),
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
-        "identify": _percentiles(lat["identify"]),
-        "enrol": _percentiles(lat["enrol"]),
+        "identify": latency_summary(lat["identify"]),
+        "enrol": latency_summary(lat["enrol"]),
     }
 
 

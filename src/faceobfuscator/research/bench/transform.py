@@ -19,6 +19,7 @@ from faceobfuscator.protocol.features import protect_faces
 from faceobfuscator.protocol.frequency import reference_transform, to_greyscale
 from faceobfuscator.protocol.obfuscation import obfuscate, secure_generator, self_normalise
 from faceobfuscator.protocol.payload import payload_size
+from faceobfuscator.research.bench.timing import latency_summary
 
 __all__ = ["transform_benchmark", "reference_images_per_s", "fast_images_per_s", "client_latency"]
 
@@ -93,10 +94,11 @@ def client_latency(
             except NoFaceError:
                 continue
             times.append((time.perf_counter() - t0) * 1000)
-    arr = np.array(times)
+    summary = latency_summary(times)
     return {
-        "client_ms_p50": float(np.percentile(arr, 50)),
-        "client_ms_p95": float(np.percentile(arr, 95)),
+        "client_ms_p50": summary.get("p50_ms", float("nan")),
+        "client_ms_p95": summary.get("p95_ms", float("nan")),
+        "client_ms_p99": summary.get("p99_ms", float("nan")),
         "client_photos": len(times),
     }
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from faceobfuscator.errors import InputError
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.research.bench.timing import latency_summary
 from faceobfuscator.research.data.paths import HOME_ENV, TEST_FOLDS, project_home
 
 __all__ = ["run_demo", "pick_people", "stored_view"]
@@ -49,14 +50,7 @@ class Timings:
         self.values.setdefault(what, []).append(1000 * seconds)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {
-            k: {
-                "count": len(v),
-                "p50_ms": round(float(np.percentile(v, 50)), 1),
-                "p95_ms": round(float(np.percentile(v, 95)), 1),
-            }
-            for k, v in self.values.items()
-        }
+        return {k: latency_summary(v, digits=1) for k, v in self.values.items()}
 
 
 class _LfwAligner:

@@ -30,13 +30,18 @@ from faceobfuscator.errors import InputError, PayloadError
 from faceobfuscator.protocol.challenge import Challenge
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.obfuscation import obfuscate, recover
-from faceobfuscator.protocol.payload import decode_payload, encode_payload
+from faceobfuscator.protocol.payload import (
+    PAYLOAD_MEDIA_TYPE,
+    SEALED_MEDIA_TYPE,
+    decode_payload,
+    encode_payload,
+)
 from faceobfuscator.protocol.sealing import ServerPublicKey
 
 __all__ = ["Capture", "ReplayResult", "ChannelTap", "reobfuscate", "replay_acceptance"]
 
-_SEALED = "application/vnd.faceobfuscator.sealed"
-_PLAIN = "application/octet-stream"
+_SEALED = SEALED_MEDIA_TYPE
+_PLAIN = PAYLOAD_MEDIA_TYPE
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faceobfuscator.server.deps import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
+from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.server.schemas import ErrorOut
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}

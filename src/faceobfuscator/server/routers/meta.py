@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from faceobfuscator.errors import StorageError
-from faceobfuscator.protocol.payload import payload_size
+from faceobfuscator.protocol.payload import SEALED_MEDIA_TYPE, payload_size
 from faceobfuscator.protocol.sealing import SUITE_NAME
-from faceobfuscator.server.deps import SEALED_MEDIA_TYPE, get_receiver, get_service
+from faceobfuscator.server.deps import get_receiver, get_service
 from faceobfuscator.server.schemas import HealthOut, ProtocolOut, SealingOut
 from faceobfuscator.server.security.receiver import SealedReceiver
 from faceobfuscator.server.service import GalleryService

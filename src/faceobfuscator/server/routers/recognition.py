@@ -48,12 +48,10 @@ def identify(
             f"top_k={top_k} exceeds this server's limit of {service.max_top_k}",
         )
     result = service.identify(payload, top_k=top_k)
-    best = result.best
     return IdentifyOut(
         candidates=[
-            CandidateOut(subject=m.name, score=m.score, match=m.score >= result.threshold)
-            for m in result.candidates
+            CandidateOut(subject=c.subject, score=c.score, match=c.match) for c in result.candidates
         ],
-        match=best.name if best is not None else None,
+        match=result.match,
         threshold=result.threshold,
     )
