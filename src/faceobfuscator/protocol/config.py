@@ -14,10 +14,19 @@ import numpy as np
 
 from faceobfuscator.errors import ConfigError
 
-__all__ = ["ProtocolConfig", "ARCFACE_TEMPLATE_112", "FORMAT_VERSION", "safe_exponent_range"]
+__all__ = [
+    "ProtocolConfig",
+    "ARCFACE_TEMPLATE_112",
+    "DEFAULT_IMAGE_SIZE",
+    "FORMAT_VERSION",
+    "safe_exponent_range",
+]
 
 #: Version of the binary payload format (see :mod:`faceobfuscator.protocol.payload`).
 FORMAT_VERSION = 1
+#: ``ProtocolConfig().image_size``: the side of the aligned crops every committed model and
+#: every prepared dataset uses; code that needs it without a config reads it here.
+DEFAULT_IMAGE_SIZE = 112
 
 #: The standard ArcFace 112x112 five-point template (x, y): left eye, right eye, nose tip,
 #: left mouth corner, right mouth corner (insightface ``arcface_dst``).
@@ -80,7 +89,7 @@ class ProtocolConfig:
     bias: int = 0
     upsampling: str = "half_pixel"
     scale: int = 8
-    image_size: int = 112
+    image_size: int = DEFAULT_IMAGE_SIZE
     luma: tuple[float, float, float] = (0.299, 0.587, 0.114)
     pixel_range: tuple[float, float] = (-1.0, 1.0)
     template: tuple[tuple[float, float], ...] = field(default=ARCFACE_TEMPLATE_112)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from faceobfuscator.errors import ConfigError
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 from faceobfuscator.registry import Registry
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 #: Face side the backbones expect: four stride-2 stages take 112 to the 7x7 head.
-INPUT_SIZE = 112
+INPUT_SIZE = DEFAULT_IMAGE_SIZE
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE, ProtocolConfig
 from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE
 from faceobfuscator.research.bench.timing import latency_summary
 from faceobfuscator.server.cache import EmbeddingSealer
@@ -52,7 +52,9 @@ def synthetic_payloads(n: int, config: ProtocolConfig, *, seed: int = 0) -> list
 
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0, 255, (n, 14, 14, 3))
-    imgs = np.kron(coarse, np.ones((8, 8, 1))) + rng.normal(0, 8, (n, 112, 112, 3))
+    imgs = np.kron(coarse, np.ones((8, 8, 1))) + rng.normal(
+        0, 8, (n, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3)
+    )
     faces = np.clip(imgs, 0, 255).astype(np.uint8)
     g = torch.Generator().manual_seed(seed)
     return [encode_payload(f, config) for f in protect_faces(faces, config, generator=g).numpy()]

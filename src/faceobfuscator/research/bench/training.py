@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE, ProtocolConfig
 from faceobfuscator.recognition.backbones import build_backbone
 from faceobfuscator.recognition.schemes import get_scheme
 from faceobfuscator.research.training.head import ArcFaceHead
@@ -45,7 +45,12 @@ def training_throughput(
     sch = get_scheme(scheme, protocol or ProtocolConfig())
     gen = torch.Generator(device=dev).manual_seed(0)
     faces = torch.randint(
-        0, 256, (batch, 112, 112, 3), dtype=torch.uint8, device=dev, generator=gen
+        0,
+        256,
+        (batch, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3),
+        dtype=torch.uint8,
+        device=dev,
+        generator=gen,
     )
     labels = torch.randint(0, classes, (batch,), device=dev, generator=gen)
     net = build_backbone(backbone, sch.in_channels)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE, ProtocolConfig
 from faceobfuscator.protocol.features import protect_faces
 from faceobfuscator.protocol.frequency import reference_transform, to_greyscale
 from faceobfuscator.protocol.obfuscation import obfuscate, secure_generator, self_normalise
@@ -25,7 +25,9 @@ __all__ = ["transform_benchmark", "reference_images_per_s", "fast_images_per_s",
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+    return np.random.default_rng(seed).integers(
+        0, 256, (n, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype=np.uint8
+    )
 
 
 def reference_images_per_s(config: ProtocolConfig, *, batch: int = 8, repeats: int = 3) -> float:

@@ -26,7 +26,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from faceobfuscator.errors import InputError
+from faceobfuscator.client.alignment import load_image
+from faceobfuscator.errors import ImageError, InputError
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 
 __all__ = [
     "RECORDIO_MAGIC",
@@ -311,20 +313,21 @@ def write_bin(
     Path(path).write_bytes(pickle.dumps((list(images), [bool(s) for s in issame]), protocol))
 
 
-def decode_image(data: bytes | np.ndarray, size: int = 112) -> np.ndarray:
-    """An encoded image or an array as uint8 RGB ``(size, size, 3)``."""
+def decode_image(data: bytes | np.ndarray, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """An encoded image or an array as uint8 RGB ``(size, size, 3)``, writable (for
+    ``torch.from_numpy``). Bytes go through the client's one decoder,
+    :func:`faceobfuscator.client.alignment.load_image` (EXIF, 16-bit and mode handling)."""
     if isinstance(data, np.ndarray):
         arr = data
         if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
             arr = arr.transpose(1, 2, 0)
     else:
-        from PIL import Image, UnidentifiedImageError
-
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                arr = np.array(im.convert("RGB"))  # writable, for torch.from_numpy
-        except (UnidentifiedImageError, OSError) as exc:
+            arr = load_image(bytes(data))
+        except ImageError as exc:
             raise FormatError(f"image bytes could not be decoded: {exc}") from None
+        if not arr.flags.writeable:
+            arr = arr.copy()
     if arr.dtype != np.uint8 or arr.shape != (size, size, 3):
         raise FormatError(
             f"image is {arr.shape} {arr.dtype}; expected aligned ({size}, {size}, 3) uint8"

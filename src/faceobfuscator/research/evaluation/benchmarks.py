@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from faceobfuscator.errors import InputError
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
 from faceobfuscator.research.evaluation.verification import (
     VerificationResult,
@@ -53,7 +54,7 @@ def load_benchmark(
     folds: tuple[int, ...] | None = None,
     datasets_root: str | Path = str(DATASETS_ROOT),
     aligned_root: str | Path = str(ALIGNED_ROOT),
-    image_size: int = 112,
+    image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> Benchmark:
     """Pairs of ``lfw``/``cfp-ff``/``cfp-fp`` (folds 6-10 unless given) from the aligned
     cache, or of an insightface pack ``bin:PATH`` (folds 1-10 unless given)."""

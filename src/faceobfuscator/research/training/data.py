@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from faceobfuscator.errors import ConfigError, InputError
+from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 from faceobfuscator.research.training.config import DataConfig, ValidationConfig
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 PACK_FORMAT = "faceobfuscator-pack/1"
-_SIZE = 112
+_SIZE = DEFAULT_IMAGE_SIZE
 
 
 @dataclass
