@@ -89,7 +89,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        _print(asdict(client.identify(args.image, top_k=args.top_k)))
+        _print(client.identify(args.image, top_k=args.top_k).to_dict())
     return 0
 
 

@@ -3,7 +3,8 @@ produces them and the SDK hands them back to callers: one definition for both si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = ["Candidate", "Enrolment", "Identification", "Verification"]
 
@@ -51,3 +52,11 @@ class Identification:
         """The name of :attr:`best`, or None."""
         best = self.best
         return best.subject if best is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``/v1/identify`` answer's shape: candidates, match, threshold."""
+        return {
+            "candidates": [asdict(c) for c in self.candidates],
+            "match": self.match,
+            "threshold": self.threshold,
+        }
