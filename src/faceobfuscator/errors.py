@@ -30,6 +30,8 @@ __all__ = [
     "PayloadTooLargeError",
     "StorageError",
     "ModelMismatchError",
+    "APIError",
+    "FormatError",
 ]
 
 
@@ -148,3 +150,21 @@ class StorageError(FaceObfuscatorError):
 
 class ModelMismatchError(FaceObfuscatorError):
     """The model cannot serve this gallery (another protocol or an unsupported scheme)."""
+
+
+class FormatError(InputError):
+    """A file is not a valid instance of the format it claims."""
+
+
+class APIError(FaceObfuscatorError):
+    """The server refused a request.
+
+    Attributes:
+        status_code: the HTTP status.
+        detail: the server's message.
+    """
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"server answered {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail

@@ -21,7 +21,7 @@ import httpx
 from faceobfuscator.client.protect import Aligner, ImageSource
 from faceobfuscator.client.protect import protect_photo as protect_image
 from faceobfuscator.client.sealing import seal_request
-from faceobfuscator.errors import ConfigError, FaceObfuscatorError, KeyPinError
+from faceobfuscator.errors import APIError, ConfigError, KeyPinError
 from faceobfuscator.protocol.challenge import Challenge
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
@@ -32,20 +32,6 @@ __all__ = ["Client", "APIError", "Enrolment", "Verification", "Candidate", "Iden
 
 _OCTET = {"Content-Type": PAYLOAD_MEDIA_TYPE}
 _SEALED = {"Content-Type": SEALED_MEDIA_TYPE}
-
-
-class APIError(FaceObfuscatorError):
-    """The server refused a request.
-
-    Attributes:
-        status_code: the HTTP status.
-        detail: the server's message.
-    """
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"server answered {status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail
 
 
 class Client:

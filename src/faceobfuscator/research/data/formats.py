@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from faceobfuscator.client.alignment import load_image
-from faceobfuscator.errors import ImageError, InputError
+from faceobfuscator.errors import FormatError, ImageError
 from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 
 __all__ = [
@@ -48,10 +48,6 @@ _MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
 _REC_HEAD = struct.Struct("<II")
 _IR = struct.Struct("<IfQQ")
 _LEN_MASK = (1 << 29) - 1
-
-
-class FormatError(InputError):
-    """A file is not a valid instance of the format it claims."""
 
 
 @dataclass(frozen=True)
