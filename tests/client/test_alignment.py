@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +15,11 @@ from faceobfuscator.client.alignment import (
     FaceAligner,
     centre_landmarks,
     landmarks5_from_68,
-    load_image,
     model_path,
     similarity_transform,
     warp_affine,
 )
+from faceobfuscator.client.images import load_image
 from faceobfuscator.errors import ConfigError, ImageError, NoFaceError
 from faceobfuscator.protocol.config import ProtocolConfig
 
@@ -110,33 +108,6 @@ def test_landmarks5_from_68_picks_eyes_nose_and_mouth():
     np.testing.assert_allclose(five[0], pts[36:42].mean(axis=0))
     np.testing.assert_allclose(five[1], pts[42:48].mean(axis=0))
     np.testing.assert_allclose(five[2:], pts[[30, 48, 54]])
-
-
-def test_load_image_converts_greyscale_pgm_to_rgb(datasets_root):
-    rgb = load_image(datasets_root / "att_faces" / "s1" / "1.pgm")
-    assert rgb.shape == (112, 92, 3) and rgb.dtype == np.uint8
-    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-    assert rgb.std() > 10  # a real picture, not a constant
-
-
-def test_load_image_applies_exif_orientation():
-    img = Image.new("RGB", (40, 20), (255, 0, 0))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", exif=exif)
-    assert load_image(buf.getvalue()).shape == (40, 20, 3)
-
-
-@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\0" * 50])
-def test_load_image_rejects_corrupt_bytes(data):
-    with pytest.raises(ImageError, match="decode"):
-        load_image(data)
-
-
-def test_load_image_rejects_missing_file(tmp_path: Path):
-    with pytest.raises(ImageError, match="does not exist"):
-        load_image(tmp_path / "nope.jpg")
 
 
 def test_model_path_finds_shipped_models():

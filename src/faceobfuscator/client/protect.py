@@ -50,7 +50,8 @@ def protect_photo(
         ImageError: the image cannot be decoded.
         NoFaceError: no face was found.
     """
-    from faceobfuscator.client.alignment import FaceAligner, load_image
+    from faceobfuscator.client.alignment import FaceAligner
+    from faceobfuscator.client.images import load_image
 
     rgb = source if isinstance(source, np.ndarray) else load_image(source)
     aligner = aligner if aligner is not None else FaceAligner(config)

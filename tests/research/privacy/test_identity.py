@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceobfuscator.client.alignment import FaceAligner, load_image, model_path, warp_affine
+from faceobfuscator.client.alignment import FaceAligner, model_path, warp_affine
+from faceobfuscator.client.images import load_image
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.research.privacy.identity import (
     CHIP_FROM_ARCFACE_112,

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from faceobfuscator.client.alignment import load_image
+from faceobfuscator.client.images import load_image
 from faceobfuscator.errors import FormatError, ImageError
 from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE
 
@@ -312,7 +312,7 @@ def write_bin(
 def decode_image(data: bytes | np.ndarray, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """An encoded image or an array as uint8 RGB ``(size, size, 3)``, writable (for
     ``torch.from_numpy``). Bytes go through the client's one decoder,
-    :func:`faceobfuscator.client.alignment.load_image` (EXIF, 16-bit and mode handling)."""
+    :func:`faceobfuscator.client.images.load_image` (EXIF, 16-bit and mode handling)."""
     if isinstance(data, np.ndarray):
         arr = data
         if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:

@@ -185,7 +185,7 @@ def _init_worker(config_json: str, name: str, image_dir: str, out_dir: str) -> N
 
 def _process(item: tuple[str, str]) -> tuple[ManifestEntry, float]:
     """Align one image in a worker; every failure becomes a "failed" entry."""
-    from faceobfuscator.client.alignment import load_image
+    from faceobfuscator.client.images import load_image
     from faceobfuscator.errors import NoFaceError
 
     identity, rel = item

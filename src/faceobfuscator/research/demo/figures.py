@@ -80,7 +80,8 @@ def client_pipeline_figure(
 def client_pipeline_demo(root: Path, out: Path) -> Path:
     """The client-pipeline figure of four sample photos under ``root`` (AT&T and LFW),
     written to ``out/client_pipeline.png``; returns its path."""
-    from faceobfuscator.client.alignment import FaceAligner, load_image
+    from faceobfuscator.client.alignment import FaceAligner
+    from faceobfuscator.client.images import load_image
     from faceobfuscator.errors import InputError
 
     config = ProtocolConfig()

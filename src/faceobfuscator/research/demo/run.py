@@ -343,7 +343,7 @@ def _examples(
     aligner: _LfwAligner,
 ) -> list[dict[str, str]]:
     """Up to six people: photo, aligned face (client only) and the payload as stored."""
-    from faceobfuscator.client.alignment import load_image
+    from faceobfuscator.client.images import load_image
 
     rows = []
     for name, (photo, payload, template_id) in list(sent.items())[1:7]:

@@ -144,7 +144,7 @@ def check_disjoint(attacker_keys: set[str], victim_list: list[Victim], split: Sp
 
 def load_faces(paths: list[Path]) -> np.ndarray:
     """Aligned PNGs -> uint8 ``(N, S, S, 3)``."""
-    from faceobfuscator.client.alignment import load_image
+    from faceobfuscator.client.images import load_image
 
     if not paths:
         raise InputError("no faces to load")
