@@ -9,7 +9,6 @@ be lossless, and so a few thousand fit a small transfer), ``victims.npz`` (lossl
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from faceobfuscator.errors import ConfigError
+from faceobfuscator.research.data.packs import decode_jpegs, encode_jpeg, join_jpegs
 from faceobfuscator.research.data.split import compute_split, read_split
 from faceobfuscator.research.privacy.config import PrivacyConfig
 from faceobfuscator.research.privacy.data import (
@@ -91,21 +91,12 @@ def select_faces(cfg: PrivacyConfig, log: Any = print) -> EvaluationFaces:
     return EvaluationFaces(attacker, drawn, sets, split.digest)
 
 
-def _jpeg(face: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(face).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
 def write_pack(faces: EvaluationFaces, folder: str | Path) -> Path:
     """Write ``faces`` to a pack folder."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    blobs = [_jpeg(f) for f in faces.attacker]
-    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
-    np.savez(out / "attacker.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), lengths=lengths)
+    data, offsets = join_jpegs([encode_jpeg(f, quality=95) for f in faces.attacker])
+    np.savez(out / "attacker.npz", jpeg=data, lengths=np.diff(offsets))
     arrays: dict[str, np.ndarray] = {}
     for v in faces.victims:
         arrays[f"{v.dataset}_probe"] = v.probe
@@ -124,8 +115,6 @@ def write_pack(faces: EvaluationFaces, folder: str | Path) -> Path:
 
 def read_pack(folder: str | Path) -> EvaluationFaces:
     """Read a pack folder written by :func:`write_pack`."""
-    from PIL import Image
-
     src = Path(folder)
     meta_path = src / "pack.json"
     if not meta_path.is_file():
@@ -136,14 +125,9 @@ def read_pack(folder: str | Path) -> EvaluationFaces:
     if meta.get("format") != PACK_FORMAT:
         raise ConfigError(f"{meta_path}: format {meta.get('format')!r}, expected {PACK_FORMAT!r}")
     with np.load(src / "attacker.npz", allow_pickle=False) as z:
-        data, lengths = z["jpeg"].tobytes(), z["lengths"]
-    ends = np.cumsum(lengths)
-    attacker = np.stack(
-        [
-            np.asarray(Image.open(io.BytesIO(data[e - n : e])).convert("RGB"))
-            for e, n in zip(ends, lengths, strict=True)
-        ]
-    )
+        data, lengths = z["jpeg"], z["lengths"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    attacker = decode_jpegs(data, offsets)
     sets = []
     with np.load(src / "victims.npz", allow_pickle=False) as z:
         for dataset, identities in meta["victims"].items():

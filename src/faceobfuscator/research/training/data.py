@@ -10,7 +10,6 @@ A pack (``faceobf data pack``) is an ``.npz`` read with ``allow_pickle=False``:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -146,6 +145,7 @@ def write_pack(
     one ``.npz`` of JPEG bytes. Returns a summary."""
     from PIL import Image
 
+    from faceobfuscator.research.data.packs import encode_jpeg, join_jpegs
     from faceobfuscator.research.data.split import read_split
 
     split = read_split(split_path)
@@ -155,14 +155,12 @@ def write_pack(
     for label, (_, paths) in enumerate(people.items()):
         for path in paths:
             with Image.open(path) as im:
-                buf = io.BytesIO()
-                im.convert("RGB").save(buf, format="JPEG", quality=quality)
-            chunks.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+                chunks.append(encode_jpeg(im, quality=quality))
             labels.append(label)
             sources.append(path.relative_to(root).as_posix())
     if not chunks:
         raise InputError(f"no training images under {aligned_root} for split {split_path}")
-    offsets = np.concatenate([[0], np.cumsum([c.size for c in chunks])]).astype(np.int64)
+    data, offsets = join_jpegs(chunks)
     meta = {
         "format": PACK_FORMAT,
         "quality": quality,
@@ -177,7 +175,7 @@ def write_pack(
     with open(out, "wb") as f:  # np.savez would append .npz to a name without it
         np.savez(
             f,
-            jpeg=np.concatenate(chunks),
+            jpeg=data,
             offsets=offsets,
             labels=np.asarray(labels, dtype=np.int64),
             classes=np.asarray(list(people)),
@@ -189,7 +187,7 @@ def write_pack(
 
 def read_pack(path: str | Path) -> FaceSet:
     """Decode a pack into a CPU :class:`FaceSet`."""
-    from faceobfuscator.research.data.formats import decode_image
+    from faceobfuscator.research.data.packs import decode_jpegs
 
     p = Path(path)
     if not p.is_file():
@@ -202,9 +200,7 @@ def read_pack(path: str | Path) -> FaceSet:
         raise ConfigError(f"{p} is not a pack file: {exc}") from None
     if meta.get("format") != PACK_FORMAT or len(offsets) != len(labels) + 1:
         raise ConfigError(f"{p}: not a {PACK_FORMAT} file or its index is damaged")
-    faces = np.empty((len(labels), _SIZE, _SIZE, 3), dtype=np.uint8)
-    for i in range(len(labels)):
-        faces[i] = decode_image(jpeg[offsets[i] : offsets[i + 1]].tobytes(), _SIZE)
+    faces = decode_jpegs(jpeg, offsets, size=_SIZE)
     info = {**meta, "pack": str(p), "pack_sha256": file_sha256(p)}
     return FaceSet(torch.from_numpy(faces), torch.from_numpy(labels), classes, info)
 
