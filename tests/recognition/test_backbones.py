@@ -15,7 +15,7 @@ def test_registry():
         register_backbone("mobilefacenet", lambda c, e: torch.nn.Identity())
 
 
-@pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet"])
+@pytest.mark.parametrize("name", list_backbones())
 @pytest.mark.parametrize("channels", CHANNELS)
 def test_output_shape(name, channels):
     torch.manual_seed(0)
