@@ -32,6 +32,7 @@ __all__ = [
     "identity_names",
     "image_root",
     "lfw_pairs",
+    "list_folder_images",
     "list_images",
     "mean_landmarks",
     "name_key",
@@ -130,6 +131,40 @@ def list_images(name: str, root: str | Path) -> list[tuple[str, str]]:
     if not rels:
         raise InputError(f"no {name} images matching {_IMAGE_GLOBS[name]} under {folder}")
     return [(rel.split("/", 1)[0], rel) for rel in rels]
+
+
+#: Suffixes (lower case) of the photos :func:`list_folder_images` collects.
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def list_folder_images(folder: str | Path) -> list[tuple[str, str]]:
+    """Every ``.jpg``/``.jpeg``/``.png`` photo under ``folder`` (recursively, any case of
+    the suffix) as sorted ``(identity, relpath)`` pairs; the identity is the first path
+    component, or ``""`` for a photo directly in ``folder``.
+
+    Raises :class:`InputError` if the folder does not exist, holds no photo, or holds two
+    photos whose aligned copies would share one path (``a.jpg`` and ``a.png``).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"image folder {root} does not exist or is not a folder")
+    rels = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file()
+    )
+    if not rels:
+        raise InputError(f"no {'/'.join(FOLDER_SUFFIXES)} photos under {root}")
+    seen: dict[Path, str] = {}
+    for rel in rels:
+        target = prepared_path("", rel)
+        if target in seen:
+            raise InputError(
+                f"{seen[target]} and {rel} in {root} would both be aligned to {target}; "
+                "rename one of them"
+            )
+        seen[target] = rel
+    return [(rel.split("/", 1)[0] if "/" in rel else "", rel) for rel in rels]
 
 
 def prepared_path(out_dir: str | Path, source: str) -> Path:

@@ -1,11 +1,14 @@
-"""Align a whole dataset to ``<out>/<identity>/.../<name>.png`` (112x112 RGB PNG), with a
-manifest (``manifest.jsonl``, one :class:`~faceobfuscator.research.data.datasets.ManifestEntry` per line)
-and a ``summary.json``. Resumable: images already in the manifest are not redone.
+"""Align a whole dataset, or any folder of photos, to
+``<out>/<identity>/.../<name>.png`` (112x112 RGB PNG), with a manifest
+(``manifest.jsonl``, one :class:`~faceobfuscator.research.data.datasets.ManifestEntry` per
+line) and a ``summary.json``. Resumable: images already in the manifest are not redone.
 
 Detection policy per dataset (:data:`POLICIES`): dlib HOG, then HOG with more upsampling;
 the pre-centred datasets (LFW, AT&T) then fall back to the fixed centre crop, while CFP
 (loose crops, a fifth of them profiles the HOG detector misses) tries dlib's CNN detector
-and otherwise records the image as failed without writing a crop.
+and otherwise records the image as failed without writing a crop. A folder of unlabelled
+photos (:func:`prepare_folder`) takes the largest face with no fallback
+(:data:`FOLDER_POLICY`).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from faceobfuscator.research.data.datasets import (
     SUMMARY_NAME,
     ManifestEntry,
     image_root,
+    list_folder_images,
     list_images,
     prepared_path,
     read_manifest,
 )
 
-__all__ = ["POLICIES", "DetectionPolicy", "prepare_dataset"]
+__all__ = ["FOLDER_POLICY", "POLICIES", "DetectionPolicy", "prepare_dataset", "prepare_folder"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ POLICIES = {
         stages=(*_HOG, ("cnn", "cnn", 0, 400)), fallback="none", select="largest"
     ),
 }
+#: Unlabelled photos (:func:`prepare_folder`): the largest face, nothing when none is found.
+FOLDER_POLICY = POLICIES["cfp"]
 
 _WORKER: dict[str, Any] = {}
 
@@ -82,6 +88,63 @@ def prepare_dataset(
         limit: only the first ``limit`` images in sorted order.
         progress: show a tqdm progress bar.
     """
+    images = list_images(name, root)
+    return _prepare(
+        name,
+        image_root(name, root),
+        images,
+        POLICIES[name],
+        out_dir,
+        config=config,
+        workers=workers,
+        limit=limit,
+        progress=progress,
+    )
+
+
+def prepare_folder(
+    name: str,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: ProtocolConfig,
+    workers: int = 2,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Align every photo under ``images_dir`` (:func:`list_folder_images`: ``.jpg``,
+    ``.jpeg``, ``.png``, recursively) into ``out_dir`` with :data:`FOLDER_POLICY`, exactly
+    as :func:`prepare_dataset` does for a named dataset (same manifest, summary and
+    resumption). ``name`` labels the summary; relpaths under ``images_dir`` are the sources
+    and the first path component the identity (``""`` for photos at the top)."""
+    if not name or "/" in name or name.strip() != name:
+        raise InputError(f"name={name!r}: expected a short label such as 'fairface'")
+    images = list_folder_images(images_dir)
+    return _prepare(
+        name,
+        Path(images_dir),
+        images,
+        FOLDER_POLICY,
+        out_dir,
+        config=config,
+        workers=workers,
+        limit=limit,
+        progress=progress,
+    )
+
+
+def _prepare(
+    name: str,
+    image_dir: Path,
+    images: list[tuple[str, str]],
+    policy: DetectionPolicy,
+    out_dir: str | Path,
+    *,
+    config: ProtocolConfig,
+    workers: int,
+    limit: int | None,
+    progress: bool,
+) -> dict[str, Any]:
     import json
 
     from tqdm import tqdm
@@ -90,7 +153,7 @@ def prepare_dataset(
         raise InputError(f"workers={workers} must be >= 1")
     if limit is not None and limit < 1:
         raise InputError(f"limit={limit} must be >= 1")
-    images = list_images(name, root)[:limit]
+    images = images[:limit]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, config)
@@ -99,7 +162,7 @@ def prepare_dataset(
     started = time.perf_counter()
     times: list[float] = []
     with contextlib.ExitStack() as stack:
-        results = _start(name, root, out, config, todo, workers, stack)
+        results = _start(policy, image_dir, out, config, todo, workers, stack)
         manifest = stack.enter_context(open(_manifest_for_append(out), "a", encoding="utf-8"))
         bar = tqdm(total=len(images), initial=len(images) - len(todo), disable=not progress)
         bar.set_description(f"aligning {name}")
@@ -111,7 +174,7 @@ def prepare_dataset(
             bar.update()
         bar.close()
     entries = [done[rel] for _, rel in images]
-    summary = _summarise(name, entries, config, times, time.perf_counter() - started)
+    summary = _summarise(name, policy, entries, config, times, time.perf_counter() - started)
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -146,8 +209,8 @@ def _manifest_for_append(out: Path) -> Path:
 
 
 def _start(
-    name: str,
-    root: str | Path,
+    policy: DetectionPolicy,
+    image_dir: Path,
     out: Path,
     config: ProtocolConfig,
     todo: list[tuple[str, str]],
@@ -155,7 +218,7 @@ def _start(
     stack: contextlib.ExitStack,
 ) -> Iterator[tuple[ManifestEntry, float]]:
     """Results of aligning ``todo``, from a pool of ``workers`` processes or in-process."""
-    init_args = (config.to_json(), name, str(image_root(name, root)), str(out))
+    init_args = (config.to_json(), policy, str(image_dir), str(out))
     if workers == 1 or len(todo) <= 1:
         _init_worker(*init_args)
         return map(_process, todo)
@@ -167,11 +230,10 @@ def _start(
     return pool.imap_unordered(_process, todo, chunksize=4)
 
 
-def _init_worker(config_json: str, name: str, image_dir: str, out_dir: str) -> None:
+def _init_worker(config_json: str, policy: DetectionPolicy, image_dir: str, out_dir: str) -> None:
     from faceobfuscator.client.alignment import FaceAligner
 
     config = ProtocolConfig.from_json(config_json)
-    policy = POLICIES[name]
     _WORKER.update(
         policy=policy,
         image_dir=Path(image_dir),
@@ -250,6 +312,7 @@ def _write_png(crop: Any, target: Path) -> None:
 
 def _summarise(
     name: str,
+    policy: DetectionPolicy,
     entries: list[ManifestEntry],
     config: ProtocolConfig,
     times: list[float],
@@ -263,9 +326,9 @@ def _summarise(
         "dataset": name,
         "config_hash": config.hash,
         "policy": {
-            "stages": [list(s) for s in POLICIES[name].stages],
-            "fallback": POLICIES[name].fallback,
-            "select": POLICIES[name].select,
+            "stages": [list(s) for s in policy.stages],
+            "fallback": policy.fallback,
+            "select": policy.select,
         },
         "total": total,
         "detected": counts["detected"],
@@ -274,7 +337,7 @@ def _summarise(
         "detection_failed_share": round(not_detected / total, 5) if total else 0.0,
         "fallback": (
             f"{counts['centre']} images without a detected face got the fixed centre crop"
-            if POLICIES[name].fallback == "centre"
+            if policy.fallback == "centre"
             else f"{counts['failed']} images without a detected face were left out"
         ),
         "by_detector": dict(Counter(e.detector for e in entries if e.detector)),
