@@ -17,8 +17,10 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class Verification:
+    """``score`` is None when the server withholds scores from client keys."""
+
     subject: str
-    score: float
+    score: float | None
     match: bool
     threshold: float
 
@@ -26,10 +28,10 @@ class Verification:
 @dataclass(frozen=True)
 class Candidate:
     """One subject of an identification: its best cosine similarity, and whether that
-    reaches the threshold."""
+    reaches the threshold (``score`` None when the server withholds scores)."""
 
     subject: str
-    score: float
+    score: float | None
     match: bool
 
 
@@ -43,7 +45,7 @@ class Identification:
     @property
     def best(self) -> Candidate | None:
         """The top candidate if it reaches the threshold."""
-        if self.candidates and self.candidates[0].score >= self.threshold:
+        if self.candidates and self.candidates[0].match:
             return self.candidates[0]
         return None
 

@@ -30,8 +30,10 @@ from faceobfuscator.errors import (
 )
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.embedder import Embedder, ModelEmbedder
-from faceobfuscator.server.keys import KeyRing
+from faceobfuscator.server.index import EmbeddingIndex
+from faceobfuscator.server.keys import KeyRing, Role
 from faceobfuscator.server.protection import build_receiver, build_vault
+from faceobfuscator.server.ratelimit import RateLimiter
 from faceobfuscator.server.routers import challenges, meta, recognition, subjects
 from faceobfuscator.server.service import GalleryService
 from faceobfuscator.server.settings import ServerSettings
@@ -64,6 +66,7 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         embed_batch=settings.embed_batch,
         max_top_k=settings.max_top_k,
         vault=build_vault(settings),
+        index_factory=lambda n: _index_for(settings, model.dim, n),
     )
     try:
         service.start()
@@ -71,6 +74,27 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         storage.close()
         raise
     return service
+
+
+def _index_for(settings: ServerSettings, dim: int, n_templates: int) -> EmbeddingIndex:
+    from faceobfuscator.server.ann import AnnSpec, choose_index
+
+    return choose_index(
+        dim,
+        n_templates,
+        kind=settings.index,
+        min_templates=settings.ann_min_templates,
+        spec=AnnSpec(nlist=settings.ann_nlist, nprobe=settings.ann_nprobe),
+    )
+
+
+def _limiters(settings: ServerSettings) -> dict[Role, RateLimiter]:
+    rates = {Role.CLIENT: settings.client_rate_per_s, Role.ADMIN: settings.admin_rate_per_s}
+    return {
+        role: RateLimiter(rate, burst=settings.rate_burst)
+        for role, rate in rates.items()
+        if rate is not None
+    }
 
 
 class _Follower(threading.Thread):
@@ -122,6 +146,8 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     )
     app.state.keyring = KeyRing(admin=settings.admin_key_hashes, client=settings.client_key_hashes)
     app.state.receiver = None
+    app.state.limiters = _limiters(settings)
+    app.state.client_scores = settings.client_scores
     for router in (meta.router, subjects.router, recognition.router, challenges.router):
         app.include_router(router)
     _install_error_handlers(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Annotated
@@ -14,6 +16,7 @@ from faceobfuscator.errors import PayloadTooLargeError
 from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.protocol.sealing import SEAL_OVERHEAD
 from faceobfuscator.server.keys import KeyRing, Role
+from faceobfuscator.server.ratelimit import RateLimiter
 from faceobfuscator.server.security.receiver import SealedReceiver
 from faceobfuscator.server.service import GalleryService
 
@@ -22,6 +25,7 @@ __all__ = [
     "get_keyring",
     "get_receiver",
     "require",
+    "scores_visible",
     "payload_body",
     "payload_for",
 ]
@@ -44,9 +48,10 @@ def get_receiver(request: Request) -> SealedReceiver | None:
 
 def require(role: Role) -> Callable[..., Role]:
     """A dependency admitting callers whose key has ``role``; administrators are admitted
-    everywhere."""
+    everywhere. A key over its rate limit gets 429 with ``Retry-After`` (seconds)."""
 
     def check(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         keyring: Annotated[KeyRing, Depends(get_keyring)],
     ) -> Role:
@@ -69,9 +74,28 @@ def require(role: Role) -> Callable[..., Role]:
                 "this API key has the client role, which may verify and identify only; "
                 "creating, enrolling and deleting need an administrator key",
             )
+        limiter: RateLimiter | None = getattr(request.app.state, "limiters", {}).get(held)
+        if limiter is not None:
+            digest = hashlib.sha256(credentials.credentials.encode("utf-8", "surrogatepass"))
+            wait = limiter.take(digest.hexdigest())
+            if wait > 0:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"this API key is limited to {limiter.rate:g} requests per second; "
+                    "retry after the time in Retry-After",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        request.state.role = held
         return held
 
     return check
+
+
+def scores_visible(request: Request) -> bool:
+    """Whether this request's caller may see similarity scores: administrators always,
+    client keys unless the server withholds them (``client_scores``)."""
+    role = getattr(request.state, "role", None)
+    return role is Role.ADMIN or bool(getattr(request.app.state, "client_scores", True))
 
 
 async def payload_body(

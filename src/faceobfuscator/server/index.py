@@ -1,19 +1,24 @@
-"""The in-memory embedding index: exact cosine search over L2-normalised float32 rows.
+"""The in-memory embedding index: which subject owns which template, and the templates'
+vectors in a :class:`VectorStore`.
 
-Rows are kept contiguous (a removed row is replaced by the last one) so that a search is one
-matrix-vector product over ``(n, d)`` float32 and a partial sort. Identification ranks
-subjects by their best-matching template.
+Two stores: :class:`ExactVectors` (float32 rows, one matrix-vector product per search: the
+reference, and the choice for small galleries) and ``server.ann.IVFVectors`` (faiss, 8-bit
+codes, approximate: for large ones). Identification ranks subjects by their best-matching
+template. Searches share the index (a readers-writer lock); additions and removals are
+exclusive.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["EmbeddingIndex", "Match", "top_k_rows"]
+from faceobfuscator.server.rwlock import ReadWriteLock
+
+__all__ = ["EmbeddingIndex", "ExactVectors", "Match", "VectorStore", "top_k_rows"]
 
 
 @dataclass(frozen=True)
@@ -51,40 +56,126 @@ def top_k_rows(scores: np.ndarray, owners: np.ndarray, k: int) -> list[tuple[int
         m = min(n, 4 * m)
 
 
-class EmbeddingIndex:
-    """Templates' embeddings of one model, keyed by template id. Thread-safe.
+class VectorStore(Protocol):
+    """Unit embeddings keyed by template id. Callers serialise writes against everything
+    else; concurrent reads (``search``, ``vectors``) must be safe."""
 
-    Args:
-        dim: embedding size.
-    """
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: np.ndarray, emb: np.ndarray) -> None:
+        """Add new ids (int64 ``(n,)``) with embeddings ``(n, dim)`` float32."""
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove ids, all present."""
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored embeddings of ``ids`` ``(n, dim)`` (decoded, when stored as codes)."""
+        ...
+
+    def search(self, probe: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and cosine similarities of the (up to) ``m`` rows most similar to ``probe``,
+        best first."""
+        ...
+
+    def ids(self) -> np.ndarray:
+        """Every stored id (any order)."""
+        ...
+
+    def nbytes(self) -> int:
+        """Bytes held for the vectors and their ids."""
+        ...
+
+
+class ExactVectors:
+    """float32 rows kept contiguous (a removed row is replaced by the last one)."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self._lock = threading.RLock()
         self._emb = np.empty((0, dim), dtype=np.float32)
         self._tid = np.empty(0, dtype=np.int64)
-        self._sid = np.empty(0, dtype=np.int64)
         self._n = 0
         self._row: dict[int, int] = {}
-        self._members: dict[int, set[int]] = {}
-        self._names: dict[int, str] = {}
-        self._by_name: dict[str, int] = {}
 
     def __len__(self) -> int:
         return self._n
-
-    def __contains__(self, template_id: object) -> bool:
-        return template_id in self._row
 
     def _reserve(self, n: int) -> None:
         if n <= self._emb.shape[0]:
             return
         cap = max(n, 2 * self._emb.shape[0], 1024)
-        for name in ("_emb", "_tid", "_sid"):
+        for name in ("_emb", "_tid"):
             old = getattr(self, name)
             new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
             new[: self._n] = old[: self._n]
             setattr(self, name, new)
+
+    def add(self, ids: np.ndarray, emb: np.ndarray) -> None:
+        n = len(ids)
+        self._reserve(self._n + n)
+        self._emb[self._n : self._n + n] = emb
+        self._tid[self._n : self._n + n] = ids
+        self._row.update(zip(ids.tolist(), range(self._n, self._n + n), strict=True))
+        self._n += n
+
+    def remove(self, ids: np.ndarray) -> None:
+        for tid in ids.tolist():
+            row = self._row.pop(tid)
+            last = self._n - 1
+            if row != last:  # keep rows contiguous: move the last row into the gap
+                self._emb[row] = self._emb[last]
+                self._tid[row] = self._tid[last]
+                self._row[int(self._tid[row])] = row
+            self._n = last
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        return self._emb[[self._row[t] for t in ids.tolist()]]
+
+    def search(self, probe: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self._n
+        scores = self._emb[:n] @ probe
+        m = min(m, n)
+        top = np.arange(n) if m == n else np.argpartition(scores, n - m)[n - m :]
+        order = top[np.argsort(-scores[top], kind="stable")]
+        return self._tid[order], scores[order]
+
+    def ids(self) -> np.ndarray:
+        return self._tid[: self._n].copy()
+
+    def nbytes(self) -> int:
+        return self._n * (4 * self.dim + 8)
+
+
+class EmbeddingIndex:
+    """Templates' embeddings of one model, keyed by template id. Thread-safe.
+
+    Args:
+        dim: embedding size.
+        vectors: where the vectors live; default exact float32 rows.
+    """
+
+    def __init__(self, dim: int, *, vectors: VectorStore | None = None) -> None:
+        if vectors is not None and vectors.dim != dim:
+            raise ValueError(f"a vector store of dimension {vectors.dim} for a {dim}-d index")
+        self.dim = dim
+        self.vectors = vectors if vectors is not None else ExactVectors(dim)
+        self._lock = ReadWriteLock()
+        self._sid: dict[int, int] = {}
+        self._members: dict[int, set[int]] = {}
+        self._names: dict[int, str] = {}
+        self._by_name: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._sid)
+
+    def __contains__(self, template_id: object) -> bool:
+        return template_id in self._sid
+
+    @property
+    def kind(self) -> str:
+        """``exact`` or the approximate store's name."""
+        return getattr(self.vectors, "kind", "exact")
 
     def add(
         self, template_ids: list[int], subject_ids: list[int], names: list[str], emb: np.ndarray
@@ -92,52 +183,45 @@ class EmbeddingIndex:
         """Add templates (embeddings ``(n, dim)``); ids already present are left as they
         are. Returns how many were added."""
         emb = np.asarray(emb, dtype=np.float32).reshape(len(template_ids), self.dim)
-        added = 0
-        with self._lock:
-            self._reserve(self._n + len(template_ids))
-            for tid, sid, name, vec in zip(template_ids, subject_ids, names, emb, strict=True):
-                if tid in self._row:
+        with self._lock.write():
+            keep = []
+            for i, (tid, sid, name) in enumerate(
+                zip(template_ids, subject_ids, names, strict=True)
+            ):
+                if tid in self._sid:
                     continue
-                row = self._n
-                self._emb[row] = vec
-                self._tid[row] = tid
-                self._sid[row] = sid
-                self._row[tid] = row
+                self._sid[tid] = sid
                 self._members.setdefault(sid, set()).add(tid)
                 self._names[sid] = name
                 self._by_name[name] = sid
-                self._n += 1
-                added += 1
-        return added
+                keep.append(i)
+            if keep:
+                ids = np.asarray(template_ids, dtype=np.int64)[keep]
+                self.vectors.add(ids, np.ascontiguousarray(emb[keep]))
+        return len(keep)
 
     def remove(self, template_ids: list[int]) -> int:
         """Remove templates, forgetting a subject with its last one. Returns how many were
         present."""
-        removed = 0
-        with self._lock:
+        with self._lock.write():
+            gone = []
             for tid in template_ids:
-                row = self._row.pop(tid, None)
-                if row is None:
+                sid = self._sid.pop(tid, None)
+                if sid is None:
                     continue
-                sid = int(self._sid[row])
-                last = self._n - 1
-                if row != last:  # keep rows contiguous: move the last row into the gap
-                    self._emb[row] = self._emb[last]
-                    self._tid[row] = self._tid[last]
-                    self._sid[row] = self._sid[last]
-                    self._row[int(self._tid[row])] = row
-                self._n = last
                 members = self._members[sid]
                 members.discard(tid)
                 if not members:
                     del self._members[sid]
                     del self._by_name[self._names.pop(sid)]
-                removed += 1
-        return removed
+                gone.append(tid)
+            if gone:
+                self.vectors.remove(np.asarray(gone, dtype=np.int64))
+        return len(gone)
 
     def template_ids(self) -> set[int]:
-        with self._lock:
-            return set(self._row)
+        with self._lock.read():
+            return set(self._sid)
 
     def digest(self) -> str:
         """SHA-256 of the sorted template ids (int64 little-endian): equal for equal sets."""
@@ -146,22 +230,47 @@ class EmbeddingIndex:
 
     def subject_counts(self) -> dict[str, int]:
         """Templates per subject name."""
-        with self._lock:
+        with self._lock.read():
             return {self._names[sid]: len(tids) for sid, tids in self._members.items()}
+
+    def n_subjects(self) -> int:
+        return len(self._members)
 
     def verify(self, name: str, probe: np.ndarray) -> float | None:
         """Best cosine similarity of ``probe`` with the subject's templates, or None when
         the index holds none of them."""
-        with self._lock:
+        with self._lock.read():
             sid = self._by_name.get(name)
             if sid is None:
                 return None
-            rows = [self._row[t] for t in self._members[sid]]
-            return float((self._emb[rows] @ probe).max())
+            ids = np.fromiter(self._members[sid], dtype=np.int64)
+            return float((self.vectors.vectors(ids) @ probe).max())
 
     def search(self, probe: np.ndarray, k: int) -> list[Match]:
         """The ``k`` best subjects for ``probe`` ``(dim,)``, best first."""
-        with self._lock:
-            scores = self._emb[: self._n] @ np.asarray(probe, dtype=np.float32)
-            best = top_k_rows(scores, self._sid[: self._n], k)
-            return [Match(sid, self._names[sid], float(scores[row])) for row, sid in best]
+        probe = np.ascontiguousarray(probe, dtype=np.float32).reshape(self.dim)
+        with self._lock.read():
+            n = len(self._sid)
+            m = min(n, max(64, 8 * k))
+            while m > 0:
+                ids, scores = self.vectors.search(probe, m)
+                owners = np.fromiter((self._sid[t] for t in ids.tolist()), np.int64, len(ids))
+                best = top_k_rows(scores, owners, k)
+                # fewer rows than asked: the store has no more to give
+                if len(best) == k or len(ids) < m or m >= n:
+                    return self._matches(probe, [(sid, float(scores[r])) for r, sid in best])
+                m = min(n, 4 * m)
+            return []
+
+    def _matches(self, probe: np.ndarray, best: list[tuple[int, float]]) -> list[Match]:
+        """Matches, best first. An approximate store may have missed a found subject's
+        best template (in a cell it did not probe): score every template of each found
+        subject, so that identify's score equals verify's."""
+        if isinstance(self.vectors, ExactVectors):
+            return [Match(sid, self._names[sid], score) for sid, score in best]
+        rescored = []
+        for sid, _ in best:
+            ids = np.fromiter(self._members[sid], dtype=np.int64)
+            rescored.append((sid, float((self.vectors.vectors(ids) @ probe).max())))
+        rescored.sort(key=lambda x: -x[1])
+        return [Match(sid, self._names[sid], score) for sid, score in rescored]

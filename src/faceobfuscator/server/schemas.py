@@ -97,6 +97,7 @@ class HealthOut(_Out):
         description="SHA-256 of the sorted template ids in this process's index: equal "
         "across processes that agree"
     )
+    index: str = Field(default="exact", description="exact, or the approximate index's kind")
 
 
 class SubjectIn(BaseModel):
@@ -129,14 +130,17 @@ class TemplateList(_Out):
 
 class VerifyOut(_Out):
     subject: str
-    score: float = Field(description="best cosine similarity with the subject's templates")
+    score: float | None = Field(
+        description="best cosine similarity with the subject's templates; null when the "
+        "server withholds scores from client keys"
+    )
     match: bool = Field(description="score >= threshold")
     threshold: float
 
 
 class CandidateOut(_Out):
     subject: str
-    score: float
+    score: float | None = Field(description="null when scores are withheld")
     match: bool
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,6 +45,8 @@ class GalleryService:
         embed_batch: payloads per model call when loading the gallery.
         max_top_k: the largest ``top_k`` the API accepts.
         vault: encrypts templates at rest; None stores payloads as sent (plain).
+        index_factory: makes the index at start-up from the gallery's number of templates
+            (exact or approximate, see ``server.ann.choose_index``); default exact.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class GalleryService:
         embed_batch: int = 32,
         max_top_k: int = 100,
         vault: TemplateVault | None = None,
+        index_factory: Callable[[int], EmbeddingIndex] | None = None,
     ) -> None:
         self.storage = storage
         self.embedder = embedder
@@ -66,8 +70,10 @@ class GalleryService:
         self.max_top_k = max_top_k
         self.vault = vault
         self.index = EmbeddingIndex(embedder.dim)
+        self._index_factory = index_factory
         self._seq = 0
         self._sync_lock = threading.Lock()
+        self._synced_from = 0  # monotonic_ns at which the last completed sync began
         self._embed_lock = threading.Lock()
         self._pending: dict[int, np.ndarray] = {}
 
@@ -83,6 +89,8 @@ class GalleryService:
                 f"{self.protocol.hash[:12]}. Serve it with a model of the gallery's protocol."
             )
         with self._sync_lock:
+            if self._index_factory is not None:
+                self.index = self._index_factory(self.storage.count()[1])
             seq = self.storage.last_seq()
             for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
                 self._add_refs(refs)
@@ -91,12 +99,22 @@ class GalleryService:
         log.info("gallery index ready: %d templates", len(self.index))
 
     def sync(self) -> int:
-        """Apply the change log since the last call; returns the number of changes."""
+        """Apply the change log since the last call; returns the number of changes.
+
+        Concurrent callers share one pass: a caller that waited for a pass which began
+        after it arrived has nothing left to read (whatever was committed before it arrived
+        was applied), so requests do not queue one database query each.
+        """
         applied = 0
+        arrived = time.monotonic_ns()
         with self._sync_lock:
+            if self._synced_from > arrived:
+                return 0
+            began = time.monotonic_ns()
             while True:
                 changes = self.storage.changes_since(self._seq)
                 if not changes:
+                    self._synced_from = began
                     return applied
                 start = 0
                 for i in range(1, len(changes) + 1):  # runs of one operation, in order

@@ -65,6 +65,20 @@ class ServerSettings(BaseSettings):
             templates encrypted (envelope encryption, see ``faceobfuscator.server.security``).
         previous_master_keys: keys still accepted for reading while ``faceobf keys rotate``
             moves the gallery to ``master_key``; remove them when it has finished.
+        index: ``exact`` (float32, every template scored), ``ivf`` (faiss inverted file
+            over 8-bit codes: approximate, fast at millions of templates) or ``auto``
+            (``ivf`` when the gallery holds ``ann_min_templates`` or more at start-up).
+        ann_min_templates: where ``auto`` switches to the approximate index.
+        ann_nlist: cells of the approximate index; default about ``sqrt(templates)``.
+        ann_nprobe: cells scored per search (recall against speed; see docs/scaling.md).
+        client_rate_per_s: requests per second allowed to each client key (a token
+            bucket of ``rate_burst``); beyond it the answer is 429 with ``Retry-After``.
+            None: unlimited.
+        admin_rate_per_s: the same for administrator keys.
+        rate_burst: requests a key may send at once before its rate applies.
+        client_scores: return similarity scores to client keys. Off, verify and identify
+            answer client keys with decisions only (scores let a key holder hill-climb an
+            image towards a face); administrators still see scores.
     """
 
     # hide_input_in_errors: a malformed key must not be echoed into logs
@@ -90,6 +104,14 @@ class ServerSettings(BaseSettings):
     challenge_ttl_s: float = Field(default=120.0, gt=0, le=3600)
     master_key: SecretStr | None = None
     previous_master_keys: tuple[SecretStr, ...] = ()
+    index: Literal["auto", "exact", "ivf"] = "auto"
+    ann_min_templates: int = Field(default=50_000, ge=1)
+    ann_nlist: int | None = Field(default=None, ge=1, le=65536)
+    ann_nprobe: int = Field(default=32, ge=1)
+    client_rate_per_s: float | None = Field(default=None, gt=0)
+    admin_rate_per_s: float | None = Field(default=None, gt=0)
+    rate_burst: int = Field(default=20, ge=1)
+    client_scores: bool = True
 
     @field_validator("admin_key_hashes", "client_key_hashes")
     @classmethod

@@ -63,4 +63,5 @@ def health(service: Service) -> HealthOut:
         templates_indexed=len(service.index),
         subjects_indexed=len(service.index.subject_counts()),
         index_digest=service.index.digest(),
+        index=service.index.kind,
     )
