@@ -83,11 +83,29 @@ def _training(args: argparse.Namespace) -> int:
 def _add_server_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("server", help="recognition server: concurrent clients and 1:N search")
     p.add_argument("--model", type=Path, help="model directory (default: a random model)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
+    p.add_argument(
+        "--sizes", type=int, nargs="*", default=[1000, 100_000], help="none: no load rows"
+    )
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=15.0, help="seconds per gallery")
     p.add_argument("--enrol-share", type=float, default=0.2)
     p.add_argument("--search-size", type=int, default=1_000_000, help="0 skips it")
+    p.add_argument(
+        "--ann-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000_000],
+        help="approximate (faiss IVF) against exact search at these sizes; none skips it",
+    )
+    p.add_argument("--ann-dims", type=int, nargs="+", default=[128, 512])
+    p.add_argument(
+        "--ann-spectra",
+        type=float,
+        nargs="+",
+        default=[0.0, 1.0],
+        help="0: isotropic synthetic subjects; 1: power-law spectrum (face-like)",
+    )
+    p.add_argument("--ann-nprobes", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--workdir", type=Path, help="folder for the temporary galleries")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=_server)
@@ -103,6 +121,10 @@ def _server(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         enrol_share=args.enrol_share,
         search_size=args.search_size,
+        ann_sizes=tuple(args.ann_sizes),
+        ann_dims=tuple(args.ann_dims),
+        ann_spectra=tuple(args.ann_spectra),
+        ann_nprobes=tuple(args.ann_nprobes),
         workdir=args.workdir,
         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),
     )

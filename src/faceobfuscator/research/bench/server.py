@@ -217,6 +217,10 @@ def run_server_bench(
     duration_s: float = 15.0,
     enrol_share: float = 0.2,
     search_size: int = 1_000_000,
+    ann_sizes: tuple[int, ...] = (),
+    ann_dims: tuple[int, ...] = (128, 512),
+    ann_spectra: tuple[float, ...] = (0.0, 1.0),
+    ann_nprobes: tuple[int, ...] = (16, 32, 64),
     workdir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -230,6 +234,9 @@ def run_server_bench(
         duration_s: seconds of load per gallery.
         enrol_share: fraction of requests that enrol (the rest identify).
         search_size: embeddings of the 1:N search benchmark (0 skips it).
+        ann_sizes: templates of the approximate-against-exact search rows
+            (``research.bench.ann``), each at every one of ``ann_dims`` and ``ann_spectra``.
+        ann_nprobes: cells probed, one row each.
         workdir: where galleries go (each deleted afterwards); default a temporary folder.
     """
     say = progress or (lambda _msg: None)
@@ -302,4 +309,13 @@ def run_server_bench(
         if search_size:
             say(f"1:N search against {search_size:,} embeddings")
             out["search"] = search_bench(search_size, dim=model.dim)
+        if ann_sizes:
+            from faceobfuscator.research.bench.ann import ann_bench
+
+            out["ann"] = [
+                ann_bench(n, dim=d, spectrum=a, nprobes=ann_nprobes, progress=say)
+                for n in ann_sizes
+                for d in ann_dims
+                for a in ann_spectra
+            ]
         return out
