@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -98,18 +99,27 @@ def _limiters(settings: ServerSettings) -> dict[Role, RateLimiter]:
 
 
 class _Follower(threading.Thread):
-    """Applies the change log every ``interval`` seconds until stopped."""
+    """Applies the change log every ``interval`` seconds until stopped, and every
+    ``prune_every`` seconds reports its position and prunes the log."""
 
-    def __init__(self, service: GalleryService, interval: float) -> None:
+    def __init__(
+        self, service: GalleryService, interval: float, *, prune_every: float, keep_s: float
+    ) -> None:
         super().__init__(name="gallery-sync", daemon=True)
         self.service = service
         self.interval = interval
+        self.prune_every = prune_every
+        self.keep_s = keep_s
         self.halt = threading.Event()
 
     def run(self) -> None:
+        last_pruned = time.monotonic()
         while not self.halt.wait(self.interval):
             try:
                 self.service.sync()
+                if time.monotonic() - last_pruned >= self.prune_every:
+                    last_pruned = time.monotonic()
+                    self.service.housekeeping(keep_s=self.keep_s)
             except Exception as exc:  # keep following; the next request retries as well
                 log.warning("gallery sync failed: %s", type(exc).__name__)
 
@@ -128,7 +138,12 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         except BaseException:
             service.close()
             raise
-        follower = _Follower(service, settings.sync_interval_s)
+        follower = _Follower(
+            service,
+            settings.sync_interval_s,
+            prune_every=settings.change_log_prune_s,
+            keep_s=settings.change_log_keep_s,
+        )
         follower.start()
         app.state.service = service
         try:

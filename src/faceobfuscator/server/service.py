@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -74,6 +75,7 @@ class GalleryService:
         self._seq = 0
         self._sync_lock = threading.Lock()
         self._synced_from = 0  # monotonic_ns at which the last completed sync began
+        self.follower_id = uuid.uuid4().hex  # this process in the followers table
         self._embed_lock = threading.Lock()
         self._pending: dict[int, np.ndarray] = {}
 
@@ -89,14 +91,27 @@ class GalleryService:
                 f"{self.protocol.hash[:12]}. Serve it with a model of the gallery's protocol."
             )
         with self._sync_lock:
-            if self._index_factory is not None:
-                self.index = self._index_factory(self.storage.count()[1])
-            seq = self.storage.last_seq()
-            for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
-                self._add_refs(refs)
-            self._seq = seq
+            self._load()
         self.sync()  # whatever changed while loading
-        log.info("gallery index ready: %d templates", len(self.index))
+        log.info("gallery index ready: %d templates (%s)", len(self.index), self.index.kind)
+
+    def _load(self) -> None:
+        """(Re)build the index from the database; the caller holds the sync lock."""
+        n = self.storage.count()[1]
+        index = self._index_factory(n) if self._index_factory else EmbeddingIndex(self.index.dim)
+        self.index = index
+        seq = self.storage.last_seq()
+        # the log is kept from here until this process reports again (housekeeping)
+        self.storage.report_applied(self.follower_id, seq)
+        for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
+            self._add_refs(refs)
+        self._seq = seq
+
+    def housekeeping(self, *, keep_s: float) -> int:
+        """Report how far this process has applied the log, and prune what every recent
+        process has applied; returns the number of changes pruned."""
+        self.storage.report_applied(self.follower_id, self._seq)
+        return self.storage.prune_changes(keep_s=keep_s)
 
     def sync(self) -> int:
         """Apply the change log since the last call; returns the number of changes.
@@ -111,6 +126,10 @@ class GalleryService:
             if self._synced_from > arrived:
                 return 0
             began = time.monotonic_ns()
+            if self.storage.pruned_through() > self._seq:
+                # this process fell behind a pruned log (it was not seen for a while)
+                log.warning("change log pruned past this process's position; reloading")
+                self._load()
             while True:
                 changes = self.storage.changes_since(self._seq)
                 if not changes:

@@ -76,6 +76,10 @@ class ServerSettings(BaseSettings):
             None: unlimited.
         admin_rate_per_s: the same for administrator keys.
         rate_burst: requests a key may send at once before its rate applies.
+        change_log_prune_s: how often each process reports its position in the change
+            log and prunes what every process has applied.
+        change_log_keep_s: a process not heard from for this long no longer holds the log
+            back; if it returns behind the pruned log, it reloads its index.
         client_scores: return similarity scores to client keys. Off, verify and identify
             answer client keys with decisions only (scores let a key holder hill-climb an
             image towards a face); administrators still see scores.
@@ -112,6 +116,8 @@ class ServerSettings(BaseSettings):
     admin_rate_per_s: float | None = Field(default=None, gt=0)
     rate_burst: int = Field(default=20, ge=1)
     client_scores: bool = True
+    change_log_prune_s: float = Field(default=60.0, gt=0)
+    change_log_keep_s: float = Field(default=600.0, gt=0)
 
     @field_validator("admin_key_hashes", "client_key_hashes")
     @classmethod

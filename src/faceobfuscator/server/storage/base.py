@@ -8,12 +8,16 @@ Tables::
                     faceobfuscator.server.security.envelope), protocol_hash, created_at
     embedding_cache template_id -> templates, model_hash, sealed (AES-GCM, optional)
     changes         seq, op (1 add, 2 delete), template_id: the change log
+    followers       name, seq, seen_at: how far each API process has applied the log
+    pruned          through: the log holds every change after this seq
 
 The change log is how API processes sharing one database learn of each other's enrolments
 and deletions: each applies the log in ``seq`` order. Writers are serialised (SQLite's
 write lock, a PostgreSQL advisory lock taken before ``seq`` is drawn), so ``seq`` order is
 commit order and a reader that has seen ``seq`` has seen everything before it. The log
-holds integer ids only, nothing about a deleted subject.
+holds integer ids only, nothing about a deleted subject. It is pruned up to the oldest
+position of the processes seen recently (:meth:`SQLStorage.prune_changes`); a process that
+finds itself behind ``pruned`` reloads its index.
 
 Queries use ``?`` placeholders; a back end may rewrite them (:attr:`SQLStorage.paramstyle`).
 """
@@ -381,6 +385,40 @@ class SQLStorage:
     def last_seq(self) -> int:
         with self._read() as cur:
             cur.execute("SELECT COALESCE(MAX(seq), 0) FROM changes")
+            return int(cur.fetchone()[0])
+
+    def report_applied(self, follower: str, seq: int) -> None:
+        """Record that the process ``follower`` has applied the log up to ``seq``."""
+        with self._write() as cur:
+            cur.execute(self._q("DELETE FROM followers WHERE name = ?"), (follower,))
+            cur.execute(
+                self._q("INSERT INTO followers (name, seq, seen_at) VALUES (?, ?, ?)"),
+                (follower, seq, time.time()),
+            )
+
+    def prune_changes(self, *, keep_s: float) -> int:
+        """Delete the changes every process seen in the last ``keep_s`` seconds has
+        applied (the newest of them stays, so that ``last_seq`` holds); returns how many.
+        Processes not seen for longer are forgotten: if they come back behind, they
+        reload."""
+        with self._write() as cur:
+            cur.execute(self._q("DELETE FROM followers WHERE seen_at < ?"), (time.time() - keep_s,))
+            cur.execute("SELECT MIN(seq) FROM followers")
+            horizon = cur.fetchone()[0]
+            if horizon is None:
+                return 0
+            cur.execute(self._q("DELETE FROM changes WHERE seq < ?"), (int(horizon),))
+            removed = max(0, int(cur.rowcount))
+            cur.execute("SELECT COALESCE(MAX(through), 0) FROM pruned")
+            through = max(int(cur.fetchone()[0]), int(horizon) - 1)
+            cur.execute("DELETE FROM pruned")
+            cur.execute(self._q("INSERT INTO pruned (through) VALUES (?)"), (through,))
+        return removed
+
+    def pruned_through(self) -> int:
+        """The log holds every change after this seq (0: never pruned)."""
+        with self._read() as cur:
+            cur.execute("SELECT COALESCE(MAX(through), 0) FROM pruned")
             return int(cur.fetchone()[0])
 
     def changes_since(self, seq: int, *, limit: int = 10_000) -> list[Change]:

@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS changes (
     op SMALLINT NOT NULL,
     template_id BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS followers (
+    name TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pruned (
+    through BIGINT NOT NULL
+);
 """
 
 

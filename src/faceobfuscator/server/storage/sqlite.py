@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS changes (
     op INTEGER NOT NULL,
     template_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS followers (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pruned (
+    through INTEGER NOT NULL
+);
 """
 
 
