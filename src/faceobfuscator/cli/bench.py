@@ -106,6 +106,13 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
         help="0: isotropic synthetic subjects; 1: power-law spectrum (face-like)",
     )
     p.add_argument("--ann-nprobes", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument(
+        "--startup-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="start-up from the encrypted embedding cache at these sizes (at --ann-dims)",
+    )
     p.add_argument("--workdir", type=Path, help="folder for the temporary galleries")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=_server)
@@ -125,6 +132,7 @@ def _server(args: argparse.Namespace) -> int:
         ann_dims=tuple(args.ann_dims),
         ann_spectra=tuple(args.ann_spectra),
         ann_nprobes=tuple(args.ann_nprobes),
+        startup_sizes=tuple(args.startup_sizes),
         workdir=args.workdir,
         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),
     )

@@ -221,6 +221,7 @@ def run_server_bench(
     ann_dims: tuple[int, ...] = (128, 512),
     ann_spectra: tuple[float, ...] = (0.0, 1.0),
     ann_nprobes: tuple[int, ...] = (16, 32, 64),
+    startup_sizes: tuple[int, ...] = (),
     workdir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -237,6 +238,8 @@ def run_server_bench(
         ann_sizes: templates of the approximate-against-exact search rows
             (``research.bench.ann``), each at every one of ``ann_dims`` and ``ann_spectra``.
         ann_nprobes: cells probed, one row each.
+        startup_sizes: templates of the start-up from the embedding cache rows
+            (``research.bench.startup``), at each of ``ann_dims``.
         workdir: where galleries go (each deleted afterwards); default a temporary folder.
     """
     say = progress or (lambda _msg: None)
@@ -317,5 +320,13 @@ def run_server_bench(
                 for n in ann_sizes
                 for d in ann_dims
                 for a in ann_spectra
+            ]
+        if startup_sizes:
+            from faceobfuscator.research.bench.startup import startup_bench
+
+            out["startup"] = [
+                startup_bench(n, dim=d, workdir=workdir, progress=say)
+                for n in startup_sizes
+                for d in ann_dims
             ]
         return out
