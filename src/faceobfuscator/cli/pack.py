@@ -37,6 +37,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--out", type=Path, default=TRAIN_PACK)
     pack.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     pack.add_argument("--min-images", type=int, default=2)
+    pack.add_argument(
+        "--labelled-extra",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a prepared folder whose identity folders label its images (e.g. att=cache/aligned/att)",
+    )
+    pack.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a prepared folder of unlabelled faces (for distillation), e.g. "
+        "fairface=cache/aligned/fairface; images near a test person are dropped",
+    )
+    pack.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="store this teacher's embeddings of every image (sface, dlib); repeatable",
+    )
+    pack.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("cache/teachers"),
+        help="where teacher embeddings are cached between runs (default cache/teachers)",
+    )
     pack.set_defaults(func=_pack)
 
 
@@ -58,6 +86,23 @@ def _pack(args: argparse.Namespace) -> int:
         split_path=args.split,
         quality=args.quality,
         min_images=args.min_images,
+        labelled_extra=_named_folders(args.labelled_extra),
+        extra=_named_folders(args.extra),
+        teachers=args.teacher,
+        cache_dir=args.cache,
+        progress=True,
     )
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _named_folders(specs: list[str]) -> dict[str, Path]:
+    from faceobfuscator.errors import ConfigError
+
+    out = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"expected NAME=DIR, got {spec!r}")
+        out[name] = Path(folder)
+    return out

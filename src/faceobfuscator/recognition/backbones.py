@@ -22,6 +22,7 @@ __all__ = [
     "build_backbone",
     "list_backbones",
     "register_backbone",
+    "load_pretrained_weights",
     "INPUT_SIZE",
 ]
 
@@ -173,12 +174,37 @@ class MobileFaceNet(nn.Module):
 
 
 BackboneFactory = Callable[[int, int], nn.Module]
+#: ``loader(network) -> names of the state-dict tensors it filled``
+PretrainedLoader = Callable[[nn.Module], set[str]]
 _REGISTRY: Registry[BackboneFactory] = Registry("backbone")
+_PRETRAINED: dict[str, PretrainedLoader] = {}
 
 
-def register_backbone(name: str, factory: BackboneFactory) -> None:
-    """Register ``factory(in_channels, embedding_size) -> nn.Module``; a taken name raises."""
+def register_backbone(
+    name: str, factory: BackboneFactory, *, pretrained: PretrainedLoader | None = None
+) -> None:
+    """Register ``factory(in_channels, embedding_size) -> nn.Module``; a taken name raises.
+    ``pretrained`` loads published weights into a built network (see
+    :func:`load_pretrained_weights`)."""
     _REGISTRY.add(name, factory)
+    if pretrained is not None:
+        _PRETRAINED[name] = pretrained
+
+
+def load_pretrained_weights(name: str, network: nn.Module) -> set[str]:
+    """Load backbone ``name``'s pretrained weights into ``network`` (built by
+    :func:`build_backbone`) and return the names of the state-dict tensors loaded (layers
+    whose shape depends on the scheme, such as a stem for other channels, stay fresh).
+
+    Raises:
+        ConfigError: ``name`` has no pretrained weights (the message lists those that do).
+    """
+    if name not in _PRETRAINED:
+        raise ConfigError(
+            f"backbone {name!r} has no pretrained weights; backbones with pretrained "
+            f"weights: {sorted(_PRETRAINED)}"
+        )
+    return _PRETRAINED[name](network)
 
 
 def list_backbones() -> list[str]:
@@ -196,6 +222,21 @@ def build_backbone(name: str, in_channels: int, embedding_size: int = 512) -> nn
     return factory(in_channels, embedding_size)
 
 
+def _sface(in_channels: int, embedding_size: int) -> nn.Module:
+    from faceobfuscator.recognition.sface import SFaceNet
+
+    return SFaceNet(in_channels, embedding_size)
+
+
+def _sface_pretrained(network: nn.Module) -> set[str]:
+    from faceobfuscator.recognition.sface import SFaceNet, load_pretrained
+
+    if not isinstance(network, SFaceNet):
+        raise ConfigError(f"expected an SFaceNet, got {type(network).__name__}")
+    return load_pretrained(network)
+
+
 register_backbone("iresnet18", lambda c, e: IResNet((2, 2, 2, 2), in_channels=c, embedding_size=e))
 register_backbone("iresnet50", lambda c, e: IResNet((3, 4, 14, 3), in_channels=c, embedding_size=e))
 register_backbone("mobilefacenet", lambda c, e: MobileFaceNet(in_channels=c, embedding_size=e))
+register_backbone("sface", _sface, pretrained=_sface_pretrained)

@@ -22,12 +22,17 @@ __all__ = [
     "ValidationConfig",
     "OptimConfig",
     "HeadConfig",
+    "DistillConfig",
+    "AugmentConfig",
     "TrainConfig",
     "load_train_config",
 ]
 
 _AMP = ("none", "bf16", "fp16")
 _DEVICES = ("auto", "cpu", "cuda")
+_OPTIMIZERS = ("sgd", "adamw")
+_SCHEDULES = ("poly", "cosine")
+_INITS = ("scratch", "pretrained")
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,70 @@ class ValidationConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with polynomial decay by step (the paper's: lr 0.1, momentum 0.9, weight decay
-    5e-4, power 2), after an optional linear warm-up."""
+    """The optimiser and its schedule by step, after an optional linear warm-up. The
+    default is the paper's: SGD, lr 0.1, momentum 0.9, weight decay 5e-4, polynomial decay
+    of power 2.
 
+    Attributes:
+        name: ``sgd`` or ``adamw`` (AdamW ignores ``momentum``).
+        schedule: ``poly`` (``(1 - t)^power``) or ``cosine`` (half a cosine to 0).
+        pretrained_lr_scale: learning-rate factor for the tensors loaded from pretrained
+            weights (``init = "pretrained"``); fresh layers (a new stem) get ``lr``.
+    """
+
+    name: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     power: float = 2.0
     warmup_epochs: float = 0.0
+    schedule: str = "poly"
+    pretrained_lr_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation from a teacher's embedding of the original face.
+
+    The loss is ``cosine_weight * mean(1 - cos(network(x), teacher))`` plus
+    ``arcface_weight`` times the ArcFace loss on the labelled images of the batch. The
+    network's embedding size must equal the teacher's (128 for ``sface`` and ``dlib``).
+
+    Attributes:
+        teacher: a name of :func:`~faceobfuscator.research.training.teachers.list_teachers`;
+            its embeddings must be in the pack (``faceobf data pack --teacher``).
+    """
+
+    teacher: str = "sface"
+    cosine_weight: float = 1.0
+    arcface_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of the aligned uint8 face before the client's protection (each image
+    independently; probabilities per image).
+
+    Attributes:
+        p_geometric: probability of a random similarity: shift up to ``shift`` pixels,
+            scale within ``1 +- scale``, rotation up to ``rotate`` degrees.
+        p_photometric: probability of contrast ``1 +- contrast`` about mid-grey and
+            brightness ``+- brightness`` (in 0-255 units).
+        p_blur: probability of a Gaussian blur, sigma uniform in ``blur_sigma``.
+        p_jpeg: probability of a JPEG round trip, quality uniform in ``jpeg_quality``.
+    """
+
+    p_geometric: float = 0.8
+    shift: float = 4.0
+    scale: float = 0.07
+    rotate: float = 8.0
+    p_photometric: float = 0.8
+    contrast: float = 0.3
+    brightness: float = 30.0
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    p_jpeg: float = 0.2
+    jpeg_quality: tuple[int, int] = (30, 90)
 
 
 @dataclass(frozen=True)
@@ -113,8 +174,13 @@ class TrainConfig:
 
     Attributes:
         batch_size: global batch (split evenly over DDP processes).
-        amp: ``bf16``/``fp16`` autocast on CUDA (the obfuscation and recovery always run in
-            float32); ignored on CPU.
+        amp: ``bf16``/``fp16`` autocast of the network (the obfuscation and recovery always
+            run in float32); on CPU only ``bf16`` applies (fast on AVX-512-BF16).
+        init: ``scratch`` or ``pretrained`` (the backbone's published weights, see
+            :func:`~faceobfuscator.recognition.backbones.load_pretrained_weights`).
+        distill: train towards a teacher's embeddings (see :class:`DistillConfig`);
+            ``None`` trains with the ArcFace loss alone.
+        augment: augmentation before protection; ``None``: a random mirror only.
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: ``torch.compile`` the network.
         data_on_device: hold in-memory faces on the training device (no data loader).
@@ -135,6 +201,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    init: str = "scratch"
+    distill: DistillConfig | None = None
+    augment: AugmentConfig | None = None
     device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
@@ -155,6 +224,21 @@ class TrainConfig:
             p.append(f"device={self.device!r}; expected one of {list(_DEVICES)}")
         if not (0 < self.optim.lr and 0 <= self.optim.momentum < 1 and self.optim.power > 0):
             p.append("optim needs lr > 0, 0 <= momentum < 1 and power > 0")
+        if self.optim.name not in _OPTIMIZERS:
+            p.append(f"optim.name={self.optim.name!r}; expected one of {list(_OPTIMIZERS)}")
+        if self.optim.schedule not in _SCHEDULES:
+            p.append(f"optim.schedule={self.optim.schedule!r}; expected one of {list(_SCHEDULES)}")
+        if self.optim.pretrained_lr_scale <= 0:
+            p.append("optim.pretrained_lr_scale must be > 0")
+        if self.init not in _INITS:
+            p.append(f"init={self.init!r}; expected one of {list(_INITS)}")
+        if self.distill is not None:
+            d = self.distill
+            if (
+                min(d.cosine_weight, d.arcface_weight) < 0
+                or d.cosine_weight + d.arcface_weight <= 0
+            ):
+                p.append("distill weights must be >= 0 and not both 0")
         if not 0 <= self.validation.far < 1:
             p.append(f"validation.far={self.validation.far} must lie in [0, 1)")
         if p:
@@ -179,6 +263,8 @@ class TrainConfig:
 
 _NESTED = {
     "data": DataConfig,
+    "distill": DistillConfig,
+    "augment": AugmentConfig,
     "synthetic": SyntheticData,
     "optim": OptimConfig,
     "head": HeadConfig,

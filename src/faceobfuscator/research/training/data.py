@@ -3,8 +3,11 @@ the held-out validation images, and the pack file format.
 
 A pack (``faceobf data pack``) is an ``.npz`` read with ``allow_pickle=False``:
 ``jpeg`` (uint8, every image's JPEG bytes end to end), ``offsets`` (int64, N+1),
-``labels`` (int64, N), ``classes`` (str, one name key per label), ``sources``
-(str, ``dataset/relpath`` of each image) and ``meta`` (a JSON string).
+``labels`` (int64, N; -1 for an unlabelled image), ``classes`` (str, one name key per
+label), ``sources`` (str, ``dataset/relpath`` of each image), ``meta`` (a JSON string)
+and, for distillation, ``teacher_<name>`` (float32 ``(N, D)``, the teacher's normalised
+embedding of each image, computed once when the pack is made; ``meta["teachers"]`` gives
+each teacher's fingerprint).
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +46,24 @@ _SIZE = DEFAULT_IMAGE_SIZE
 
 @dataclass
 class FaceSet:
-    """Faces held in memory: uint8 ``(N, S, S, 3)`` and int64 labels ``(N,)``, on one
-    device; ``classes[label]`` names each class; ``info`` describes the source."""
+    """Faces held in memory: uint8 ``(N, S, S, 3)`` and int64 labels ``(N,)`` (-1:
+    unlabelled), on one device; ``classes[label]`` names each class; ``info`` describes
+    the source; ``targets[teacher]`` holds a teacher's embeddings ``(N, D)`` float32."""
 
     faces: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
     info: dict[str, Any]
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def to(self, device: torch.device) -> FaceSet:
-        return FaceSet(self.faces.to(device), self.labels.to(device), self.classes, self.info)
+        targets = {k: v.to(device) for k, v in self.targets.items()}
+        return FaceSet(
+            self.faces.to(device), self.labels.to(device), self.classes, self.info, targets
+        )
 
     def batches(self, index_batches: Sequence[np.ndarray]) -> Iterator[tuple[torch.Tensor, ...]]:
         for idx in index_batches:
@@ -133,6 +141,71 @@ def _training_images(aligned_root: Path, split: Any, min_images: int) -> dict[st
     return {k: v for k, v in sorted(by_person.items()) if len(v) >= min_images}
 
 
+def _extra_images(folder: Path, labelled: bool, name: str) -> list[tuple[str, Path]]:
+    """``(class name or "", aligned PNG)`` of every aligned image of a prepared folder."""
+    from faceobfuscator.research.data.datasets import prepared_path, read_manifest
+
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise InputError(f"no aligned crops at {folder}; run `faceobf data prepare` first")
+    return [
+        (f"{name}:{entry.identity}" if labelled else "", prepared_path(folder, source))
+        for source, entry in sorted(manifest.items())
+        if entry.outcome != "failed"
+    ]
+
+
+def _read_pngs(paths: Sequence[Path], progress: bool) -> np.ndarray:
+    from PIL import Image
+    from tqdm import tqdm
+
+    faces = np.empty((len(paths), _SIZE, _SIZE, 3), np.uint8)
+    for i, path in enumerate(tqdm(paths, desc="reading crops", disable=not progress)):
+        with Image.open(path) as im:
+            faces[i] = np.asarray(im.convert("RGB"))
+    return faces
+
+
+def test_person_faces(
+    aligned_root: str | Path, split: Any, *, progress: bool = False
+) -> np.ndarray:
+    """Aligned crops ``(M, S, S, 3)`` of every LFW and CFP person of a test pair (by name
+    key, :attr:`Split.test_keys`), from the prepared folders under ``aligned_root``."""
+    from faceobfuscator.research.data.datasets import name_key, prepared_path, read_manifest
+
+    test = set(split.test_keys)
+    paths = []
+    for dataset in ("lfw", "cfp"):
+        folder = Path(aligned_root) / dataset
+        names = split.names.get(dataset, {})
+        for source, entry in sorted(read_manifest(folder).items()):
+            if entry.outcome == "failed" or entry.identity in names:
+                continue
+            if dataset == "lfw" and name_key(entry.identity) not in test:
+                continue
+            paths.append(prepared_path(folder, source))
+    if not paths:
+        raise InputError(f"no aligned LFW/CFP test-person crops under {aligned_root}")
+    return _read_pngs(paths, progress)
+
+
+def near_test_rule(
+    test_embeddings: np.ndarray, *, far: float = 1e-3, sample: int = 3000, seed: int = 0
+) -> float:
+    """The teacher's verification threshold used to keep test people out of unlabelled
+    data: the cosine at false-accept rate ``far`` over the impostor-or-genuine pairs of up to
+    ``sample`` test-person embeddings (all pairs; at FAR 1e-3 the genuine share barely
+    moves it). An unlabelled image whose best cosine to any test-person image reaches it is
+    dropped, whoever it shows."""
+    if len(test_embeddings) < 2:
+        raise InputError("the near-test rule needs embeddings of at least two test images")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(test_embeddings), min(sample, len(test_embeddings)), replace=False)
+    e = test_embeddings[idx]
+    scores = (e @ e.T)[np.triu_indices(len(e), k=1)]
+    return float(np.quantile(scores, 1 - far))
+
+
 def write_pack(
     out: str | Path,
     *,
@@ -140,47 +213,111 @@ def write_pack(
     split_path: str | Path,
     quality: int = 90,
     min_images: int = 2,
+    labelled_extra: Mapping[str, str | Path] | None = None,
+    extra: Mapping[str, str | Path] | None = None,
+    teachers: Sequence[str] = (),
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Pack every training image of people with at least ``min_images`` aligned images into
-    one ``.npz`` of JPEG bytes. Returns a summary."""
-    from PIL import Image
+    """Pack the training images into one ``.npz`` of JPEG bytes. Returns a summary.
 
+    Args:
+        aligned_root, split_path: every training image of LFW/CFP people (by the split)
+            with at least ``min_images`` aligned images, labelled by person.
+        labelled_extra: ``name -> prepared folder`` whose identity folders label the images
+            (e.g. AT&T), every image kept.
+        extra: ``name -> prepared folder`` of unlabelled faces (label -1). With
+            ``teachers``, an image within the first teacher's verification threshold
+            (:func:`near_test_rule`) of any LFW/CFP test-person image is dropped.
+        teachers: names of teachers whose embeddings of every kept image are stored
+            (``teacher_<name>``), computed once and cached under ``cache_dir``.
+
+    Raises:
+        InputError: no images, or a prepared folder is missing.
+    """
     from faceobfuscator.research.data.packs import encode_jpeg, join_jpegs
     from faceobfuscator.research.data.split import read_split
+    from faceobfuscator.research.training.teachers import get_teacher, teacher_embeddings
 
     split = read_split(split_path)
     people = _training_images(Path(aligned_root), split, min_images)
-    chunks, labels, sources = [], [], []
-    root = Path(aligned_root)
-    for label, (_, paths) in enumerate(people.items()):
-        for path in paths:
-            with Image.open(path) as im:
-                chunks.append(encode_jpeg(im, quality=quality))
-            labels.append(label)
-            sources.append(path.relative_to(root).as_posix())
-    if not chunks:
+    classes = list(people)
+    items: list[tuple[int, Path, str]] = []
+    for label, paths in enumerate(people.values()):
+        items += [(label, path, "") for path in paths]
+    for name, folder in (labelled_extra or {}).items():
+        for cls, path in _extra_images(Path(folder), True, name):
+            if cls not in classes:
+                classes.append(cls)
+            items.append((classes.index(cls), path, name))
+    n_labelled = len(items)
+    for name, folder in (extra or {}).items():
+        items += [(-1, path, name) for _, path in _extra_images(Path(folder), False, name)]
+    if not items:
         raise InputError(f"no training images under {aligned_root} for split {split_path}")
+    faces = _read_pngs([path for _, path, _ in items], progress)
+    models = {t: get_teacher(t) for t in teachers}
+    embeddings = {
+        t: teacher_embeddings(faces, m, cache_dir=cache_dir, progress=progress)
+        for t, m in models.items()
+    }
+    keep = np.ones(len(items), bool)
+    dropped: dict[str, int] = {}
+    rule: dict[str, Any] = {}
+    if teachers and n_labelled < len(items):
+        test = teacher_embeddings(
+            test_person_faces(aligned_root, split, progress=progress),
+            models[teachers[0]],
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        threshold = near_test_rule(test)
+        emb = embeddings[teachers[0]]
+        for i in range(n_labelled, len(items), 4096):
+            best = (emb[i : i + 4096] @ test.T).max(axis=1)
+            keep[i : i + 4096] = best < threshold
+        for (_, _, name), k in zip(items[n_labelled:], keep[n_labelled:], strict=True):
+            dropped[name] = dropped.get(name, 0) + int(not k)
+        rule = {"teacher": teachers[0], "threshold": threshold, "test_images": len(test)}
+    kept = np.flatnonzero(keep)
+    from PIL import Image
+
+    chunks = [encode_jpeg(Image.fromarray(faces[i]), quality=quality) for i in kept]
     data, offsets = join_jpegs(chunks)
+    root = Path(aligned_root)
+    sources = [
+        path.relative_to(root).as_posix() if not name else f"{name}/{path.name}"
+        for _, path, name in (items[i] for i in kept)
+    ]
+    labels = np.asarray([items[i][0] for i in kept], dtype=np.int64)
     meta = {
         "format": PACK_FORMAT,
         "quality": quality,
         "min_images": min_images,
         "split": str(split_path),
         "split_sha256": file_sha256(split_path),
-        "images": len(labels),
-        "classes": len(people),
+        "images": int(len(kept)),
+        "labelled_images": int((labels >= 0).sum()),
+        "classes": len(classes),
+        "extra": {k: str(v) for k, v in (extra or {}).items()},
+        "labelled_extra": {k: str(v) for k, v in (labelled_extra or {}).items()},
+        "teachers": {t: m.fingerprint() for t, m in models.items()},
+        "dropped_near_test_person": dropped,
+        "near_test_rule": rule,
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"teacher_{t}": e[kept] for t, e in embeddings.items()}
     with open(out, "wb") as f:  # np.savez would append .npz to a name without it
         np.savez(
             f,
             jpeg=data,
             offsets=offsets,
-            labels=np.asarray(labels, dtype=np.int64),
-            classes=np.asarray(list(people)),
+            labels=labels,
+            classes=np.asarray(classes),
             sources=np.asarray(sources),
             meta=np.asarray(json.dumps(meta)),
+            **arrays,  # type: ignore[arg-type]
         )
     return {**meta, "bytes": out.stat().st_size, "path": str(out)}
 
@@ -196,13 +333,20 @@ def read_pack(path: str | Path) -> FaceSet:
         with np.load(p, allow_pickle=False) as z:
             jpeg, offsets, labels = z["jpeg"], z["offsets"], z["labels"]
             classes, meta = [str(c) for c in z["classes"]], json.loads(str(z["meta"]))
+            targets = {
+                k.removeprefix("teacher_"): torch.from_numpy(z[k].astype(np.float32))
+                for k in z.files
+                if k.startswith("teacher_")
+            }
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"{p} is not a pack file: {exc}") from None
     if meta.get("format") != PACK_FORMAT or len(offsets) != len(labels) + 1:
         raise ConfigError(f"{p}: not a {PACK_FORMAT} file or its index is damaged")
+    if any(t.shape[0] != len(labels) for t in targets.values()):
+        raise ConfigError(f"{p}: a teacher array does not have one row per image")
     faces = decode_jpegs(jpeg, offsets, size=_SIZE)
     info = {**meta, "pack": str(p), "pack_sha256": file_sha256(p)}
-    return FaceSet(torch.from_numpy(faces), torch.from_numpy(labels), classes, info)
+    return FaceSet(torch.from_numpy(faces), torch.from_numpy(labels), classes, info, targets)
 
 
 def load_aligned(aligned_root: str | Path, split_path: str | Path, min_images: int) -> FaceSet:
@@ -263,6 +407,7 @@ def holdout(
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     order = np.argsort(labels, kind="stable")
+    order = order[labels[order] >= 0]  # unlabelled images (-1) are never held out
     classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
     eligible = np.flatnonzero(counts >= max(config.min_images, config.per_identity + 1))
     chosen = rng.permutation(eligible)[: config.max_identities]

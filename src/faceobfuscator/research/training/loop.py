@@ -26,16 +26,24 @@ import torch
 from torch import nn
 
 from faceobfuscator.errors import ConfigError
-from faceobfuscator.recognition.backbones import build_backbone
+from faceobfuscator.recognition.backbones import build_backbone, load_pretrained_weights
 from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, save_model, unwrap
 from faceobfuscator.recognition.schemes import Scheme, get_scheme
 from faceobfuscator.research.evaluation.verification import best_threshold, embed_faces, tar_at_far
+from faceobfuscator.research.training.augment import augment_faces
 from faceobfuscator.research.training.config import TrainConfig
 from faceobfuscator.research.training.data import holdout, load_training_data
 from faceobfuscator.research.training.head import ArcFaceHead
 from faceobfuscator.research.training.report import MetricsLog, plot_curves
-from faceobfuscator.research.training.schedule import poly_lr
-from faceobfuscator.research.training.step import Trainable, autocast, embedder, network_input
+from faceobfuscator.research.training.schedule import cosine_lr, poly_lr
+from faceobfuscator.research.training.step import (
+    DistillTrainable,
+    Trainable,
+    autocast,
+    distill_loss,
+    embedder,
+    network_input,
+)
 
 __all__ = ["train", "resolve_device", "validate"]
 
@@ -135,7 +143,7 @@ def _save_checkpoint(out: Path, payload: dict[str, Any], **model_kwargs: Any) ->
 
 
 def _load_checkpoint(
-    out: Path, network: nn.Module, head: nn.Module, optimiser: torch.optim.Optimizer
+    out: Path, network: nn.Module, head: nn.Module | None, optimiser: torch.optim.Optimizer
 ) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -145,7 +153,8 @@ def _load_checkpoint(
     state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
     network.load_state_dict(load_file(str(ckpt / WEIGHTS_NAME)))
     try:
-        head.load_state_dict(state["head"])
+        if head is not None:
+            head.load_state_dict(state["head"])
     except RuntimeError as exc:
         raise ConfigError(f"--resume: checkpoint head does not fit this data: {exc}") from None
     optimiser.load_state_dict(state["optimizer"])
@@ -172,7 +181,7 @@ class _Run:
     val_idx: np.ndarray
     val_faces: torch.Tensor
     network: nn.Module
-    head: ArcFaceHead
+    head: ArcFaceHead | None
     model: nn.Module
     optimiser: torch.optim.Optimizer
     generator: torch.Generator
@@ -182,6 +191,8 @@ class _Run:
     t_start: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    targets: torch.Tensor | None = None
+    pretrained: int = 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -212,16 +223,23 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     val_faces = torch.cat([f for f, _ in data.batches([val_idx])]).to(device)
 
     network = build_backbone(config.backbone, scheme.in_channels, config.embedding_size)
-    head = ArcFaceHead(len(data.classes), config.embedding_size, s=config.head.s, m=config.head.m)
-    trainable = Trainable(network, head).to(device)
+    loaded: set[str] = set()
+    if config.init == "pretrained":
+        loaded = load_pretrained_weights(config.backbone, network)
+    targets = _teacher_targets(config, data, device)
+    head: ArcFaceHead | None = None
+    if config.distill is None or config.distill.arcface_weight > 0:
+        if not data.classes:
+            raise ConfigError("the ArcFace loss needs labelled images; the data has none")
+        head = ArcFaceHead(
+            len(data.classes), config.embedding_size, s=config.head.s, m=config.head.m
+        )
+    trainable: nn.Module = (
+        DistillTrainable(network, head) if config.distill else Trainable(network, head)  # type: ignore[arg-type]
+    ).to(device)
     if config.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimiser = torch.optim.SGD(
-        trainable.parameters(),
-        lr=config.optim.lr,
-        momentum=config.optim.momentum,
-        weight_decay=config.optim.weight_decay,
-    )
+    optimiser = _optimiser(config, network, head, loaded)
     log = MetricsLog(out / "metrics.jsonl")
     start_epoch = step = 0
     if resume:
@@ -255,7 +273,50 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
         log,
         start_epoch,
         step,
+        targets=targets,
+        pretrained=len(loaded),
     )
+
+
+def _teacher_targets(config: TrainConfig, data: Any, device: torch.device) -> torch.Tensor | None:
+    """The teacher's embeddings of every training image ``(N, D)``, or ``None`` without
+    distillation; the pack must hold them (``faceobf data pack --teacher NAME``)."""
+    if config.distill is None:
+        return None
+    name = config.distill.teacher
+    targets = getattr(data, "targets", {}).get(name)
+    if targets is None:
+        raise ConfigError(
+            f"distillation from {name!r} needs its embeddings in the training pack; make the "
+            f"pack with `faceobf data pack --teacher {name}`"
+        )
+    if targets.shape[1] != config.embedding_size:
+        raise ConfigError(
+            f"teacher {name!r} gives {targets.shape[1]}-d embeddings; set embedding_size "
+            f"to {targets.shape[1]} (it is {config.embedding_size})"
+        )
+    return targets.to(device)
+
+
+def _optimiser(
+    config: TrainConfig, network: nn.Module, head: nn.Module | None, loaded: set[str]
+) -> torch.optim.Optimizer:
+    """SGD or AdamW with two parameter groups: tensors loaded from pretrained weights
+    (``lr * pretrained_lr_scale``) and the rest (``lr``); each group's ``lr_scale`` is
+    applied by the schedule."""
+    o = config.optim
+    old = [p for n, p in network.named_parameters() if n in loaded]
+    new = [p for n, p in network.named_parameters() if n not in loaded]
+    if head is not None:
+        new += list(head.parameters())
+    groups = [
+        {"params": params, "lr_scale": scale}
+        for params, scale in ((new, 1.0), (old, o.pretrained_lr_scale))
+        if params
+    ]
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _out_of_time(run: _Run) -> bool:
@@ -294,17 +355,39 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
     window = torch.zeros((), device=run.device)
     n_window, t_window, loss_sum, n_steps = 0, time.perf_counter(), 0.0, 0
     stopped = False
-    for faces, labels in run.data.batches(batches):
+    rng = np.random.default_rng([cfg.seed, epoch, run.step])
+    for idx, (faces, labels) in zip(batches, run.data.batches(batches), strict=True):
         faces, labels = faces.to(run.device, non_blocking=True), labels.to(run.device)
-        lr = poly_lr(run.step, total=total, base=cfg.optim.lr, power=cfg.optim.power, warmup=warmup)
+        lr = _learning_rate(cfg, run.step, total, warmup)
         for group in run.optimiser.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        if cfg.augment is not None:
+            faces = torch.from_numpy(augment_faces(faces.cpu().numpy(), cfg.augment, rng))
+            faces = faces.to(run.device)
         x = network_input(
-            run.scheme, faces, generator=run.generator, flip=True, channels_last=cfg.channels_last
+            run.scheme,
+            faces,
+            generator=run.generator,
+            flip=cfg.augment is None,
+            channels_last=cfg.channels_last,
         )
-        with autocast(run.device, cfg.amp):
-            logits = run.model(x, labels)
-        loss = nn.functional.cross_entropy(logits.float(), labels)
+        if cfg.distill is not None:
+            assert run.targets is not None  # _setup checked it
+            with autocast(run.device, cfg.amp):
+                embeddings, logits = run.model(x, labels)
+            target = run.targets[torch.as_tensor(idx, device=run.device)]
+            loss = distill_loss(
+                embeddings,
+                target,
+                logits,
+                labels,
+                cosine_weight=cfg.distill.cosine_weight,
+                arcface_weight=cfg.distill.arcface_weight,
+            )
+        else:
+            with autocast(run.device, cfg.amp):
+                logits = run.model(x, labels)
+            loss = nn.functional.cross_entropy(logits.float(), labels)
         run.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         run.optimiser.step()
@@ -336,6 +419,12 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
     return loss_sum / max(n_steps, 1), stopped
 
 
+def _learning_rate(cfg: TrainConfig, step: int, total: int, warmup: int) -> float:
+    if cfg.optim.schedule == "cosine":
+        return cosine_lr(step, total=total, base=cfg.optim.lr, warmup=warmup)
+    return poly_lr(step, total=total, base=cfg.optim.lr, power=cfg.optim.power, warmup=warmup)
+
+
 def _end_epoch(run: _Run, epoch: int, loss: float, final: bool, progress: bool) -> None:
     """Validation (when due), the epoch's record and plot, and the checkpoint."""
     cfg = run.config
@@ -362,7 +451,7 @@ def _end_epoch(run: _Run, epoch: int, loss: float, final: bool, progress: bool) 
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
             print(json.dumps(shown), flush=True)
     state = {
-        "head": run.head.state_dict(),
+        "head": run.head.state_dict() if run.head is not None else {},
         "optimizer": run.optimiser.state_dict(),
         "epoch": epoch + 1,
         "step": run.step,

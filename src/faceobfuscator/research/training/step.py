@@ -16,7 +16,7 @@ from torch import nn
 from faceobfuscator.recognition.schemes import Scheme
 from faceobfuscator.research.training.head import ArcFaceHead
 
-__all__ = ["Trainable", "network_input", "autocast", "embedder"]
+__all__ = ["Trainable", "DistillTrainable", "distill_loss", "network_input", "autocast", "embedder"]
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -32,11 +32,60 @@ class Trainable(nn.Module):
         return self.head(self.network(x), labels)
 
 
+class DistillTrainable(nn.Module):
+    """The embedding network and an optional margin head, for distillation: ``forward``
+    returns the embeddings ``(N, D)`` and, with a head, the ArcFace logits of the labelled
+    rows (``labels >= 0``; unlabelled images carry -1), else ``None``."""
+
+    def __init__(self, network: nn.Module, head: ArcFaceHead | None) -> None:
+        super().__init__()
+        self.network, self.head = network, head
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        embeddings = self.network(x)
+        if self.head is None:
+            return embeddings, None
+        keep = labels >= 0
+        return embeddings, self.head(embeddings[keep], labels[keep])
+
+
+def distill_loss(
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    *,
+    cosine_weight: float,
+    arcface_weight: float,
+) -> torch.Tensor:
+    """``cosine_weight * mean(1 - cos(embeddings, targets))`` plus ``arcface_weight`` times
+    the cross-entropy of ``logits`` against the labelled rows' labels (computed in float32).
+
+    Args:
+        embeddings: ``(N, D)`` network outputs; targets: ``(N, D)`` teacher embeddings.
+        logits: ``(L, C)`` for the ``L`` rows with ``labels >= 0``, or ``None``.
+    """
+    loss = (
+        cosine_weight
+        * (1 - nn.functional.cosine_similarity(embeddings.float(), targets.float(), dim=1)).mean()
+    )
+    if logits is not None and logits.shape[0] and arcface_weight:
+        loss = loss + arcface_weight * nn.functional.cross_entropy(
+            logits.float(), labels[labels >= 0]
+        )
+    return loss
+
+
 def autocast(device: torch.device, amp: str) -> AbstractContextManager:
-    """Autocast for ``amp`` on CUDA; nothing on CPU or with ``amp="none"``."""
-    if device.type != "cuda" or amp not in _AMP_DTYPES:
+    """Autocast for ``amp``: ``bf16``/``fp16`` on CUDA, ``bf16`` on CPU (AVX-512-BF16
+    makes it about 2.5x faster than float32 there); nothing otherwise."""
+    if amp not in _AMP_DTYPES or device.type not in ("cuda", "cpu"):
         return nullcontext()
-    return torch.autocast("cuda", dtype=_AMP_DTYPES[amp])
+    if device.type == "cpu" and amp != "bf16":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
 
 
 def network_input(

@@ -1,0 +1,212 @@
+"""Teachers: embeddings computed once per face and cached; the distillation pack keeps
+test people out of unlabelled data; distillation training lowers its loss."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceobfuscator.errors import ConfigError, InputError
+from faceobfuscator.research.data.datasets import ManifestEntry
+from faceobfuscator.research.data.split import Split, write_split
+from faceobfuscator.research.training import teachers
+from faceobfuscator.research.training.config import TrainConfig
+from faceobfuscator.research.training.data import holdout, near_test_rule, read_pack, write_pack
+from faceobfuscator.research.training.loop import train
+from faceobfuscator.research.training.step import distill_loss
+
+
+class ColourTeacher:
+    """A stand-in teacher: the normalised mean colour of each face, counting its calls."""
+
+    name = "colour"
+    dim = 3
+
+    def __init__(self):
+        self.calls = 0
+
+    def fingerprint(self):
+        return "0" * 64
+
+    def embed(self, faces):
+        self.calls += len(faces)
+        e = faces.reshape(len(faces), -1, 3).mean(axis=1).astype(np.float32) + 1.0
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def _faces(rng, n):
+    return rng.integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+
+
+def test_embeddings_are_cached_per_face(tmp_path, rng):
+    teacher = ColourTeacher()
+    faces = _faces(rng, 5)
+    first = teachers.teacher_embeddings(faces, teacher, cache_dir=tmp_path)
+    assert teacher.calls == 5
+    again = teachers.teacher_embeddings(faces[::-1].copy(), teacher, cache_dir=tmp_path)
+    assert teacher.calls == 5, "a cached face must not reach the teacher again"
+    np.testing.assert_array_equal(again, first[::-1])
+    more = np.concatenate([faces[:2], _faces(rng, 3)])
+    out = teachers.teacher_embeddings(more, teacher, cache_dir=tmp_path)
+    assert teacher.calls == 8, "only the three new faces are embedded"
+    np.testing.assert_array_equal(out[:2], first[:2])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+
+
+def test_teacher_embeddings_reject_bad_faces():
+    with pytest.raises(InputError, match="uint8"):
+        teachers.teacher_embeddings(np.zeros((2, 112, 112, 3), np.float32), ColourTeacher())
+
+
+def test_unknown_teacher_lists_known():
+    with pytest.raises(ConfigError, match="sface"):
+        teachers.get_teacher("nobody")
+
+
+def test_near_test_rule_is_the_far_quantile(rng):
+    e = rng.normal(size=(400, 16)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    thr = near_test_rule(e, far=0.01, sample=400)
+    scores = (e @ e.T)[np.triu_indices(400, k=1)]
+    assert abs(np.mean(scores >= thr) - 0.01) < 1e-3
+
+
+def test_holdout_never_holds_out_unlabelled():
+    labels = np.array([-1] * 50 + [0] * 5 + [1] * 5)
+    from faceobfuscator.research.training.config import ValidationConfig
+
+    train_idx, val_idx = holdout(labels, ValidationConfig(min_images=4, per_identity=2), seed=0)
+    assert len(val_idx) == 4 and (labels[val_idx] >= 0).all()
+    assert set(train_idx) | set(val_idx) == set(range(60))
+
+
+def _solid(colour):
+    return np.full((112, 112, 3), colour, np.uint8)
+
+
+def _folder(root, name, items):
+    """A prepared folder: items are (identity, filename, colour)."""
+    folder = root / name
+    lines = []
+    for ident, fname, colour in items:
+        rel = f"{ident}/{fname}" if ident else fname
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_solid(colour)).save(folder / f"{rel}.png")
+        lines.append(ManifestEntry(ident, f"{rel}.jpg", "detected", f"{rel}.png").to_json())
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_pack_drops_unlabelled_faces_of_test_people(tmp_path, monkeypatch):
+    monkeypatch.setitem(teachers._TEACHERS._factories, "colour", ColourTeacher)
+    aligned = tmp_path / "aligned"
+    red, green, blue = (200, 10, 10), (10, 200, 10), (10, 10, 200)
+    _folder(
+        aligned,
+        "lfw",
+        [
+            ("Ann", "a1", red),
+            ("Ann", "a2", red),
+            ("Bob", "b1", green),
+            ("Tess", "t1", blue),
+            ("Tom", "t2", (150, 10, 150)),
+            ("Tia", "t3", (10, 150, 150)),
+        ],
+    )
+    (aligned / "cfp").mkdir()
+    (aligned / "cfp" / "manifest.jsonl").write_text("")
+    names = {"Ann": "ann", "Bob": "bob"}
+    split = write_split(
+        Split((6,), {"lfw": ("Ann", "Bob")}, ("tess", "tia", "tom"), {"lfw": names}),
+        tmp_path / "s.json",
+    )
+    extra = _folder(tmp_path, "extra", [("", "x1", blue), ("", "x2", (120, 120, 10))])
+    att = _folder(tmp_path, "att", [("s1", "1", green), ("s1", "2", green)])
+    summary = write_pack(
+        tmp_path / "p.npz",
+        aligned_root=aligned,
+        split_path=split,
+        min_images=1,
+        labelled_extra={"att": att},
+        extra={"web": extra},
+        teachers=["colour"],
+        cache_dir=tmp_path / "cache",
+    )
+    assert summary["dropped_near_test_person"] == {"web": 1}
+    assert summary["images"] == 6 and summary["labelled_images"] == 5
+    pack = read_pack(tmp_path / "p.npz")
+    assert pack.classes == ["ann", "bob", "att:s1"]
+    assert pack.labels.tolist() == [0, 0, 1, 2, 2, -1]
+    kept = pack.faces[-1].numpy()
+    assert tuple(kept[0, 0]) == (120, 120, 10), "the blue image (a test person's) is dropped"
+    target = pack.targets["colour"]
+    assert target.shape == (6, 3)
+    np.testing.assert_allclose(target.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    assert json.loads(json.dumps(summary))["teachers"] == {"colour": "0" * 64}
+
+
+def test_distill_loss_is_cosine_plus_weighted_arcface():
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    tgt = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert distill_loss(
+        emb, tgt, None, torch.tensor([-1, -1]), cosine_weight=1, arcface_weight=1
+    ) == pytest.approx(0.5)
+    logits = torch.tensor([[0.0, 0.0]])
+    loss = distill_loss(
+        emb, tgt, logits, torch.tensor([-1, 1]), cosine_weight=2.0, arcface_weight=0.5
+    )
+    assert float(loss) == pytest.approx(2 * 0.5 + 0.5 * np.log(2), rel=1e-6)
+
+
+def test_distillation_run_lowers_its_loss(tmp_path, rng, monkeypatch):
+    monkeypatch.setitem(teachers._TEACHERS._factories, "colour", ColourTeacher)
+    colours = rng.integers(0, 256, (24, 3))
+    items = [(f"P{i % 6}", f"f{i}", tuple(int(c) for c in colours[i])) for i in range(24)]
+    aligned = tmp_path / "aligned"
+    _folder(aligned, "lfw", items)
+    names = {f"P{i}": f"p{i}" for i in range(6)}
+    split = write_split(
+        Split((6,), {"lfw": tuple(names)}, ("x",), {"lfw": names}), tmp_path / "s.json"
+    )
+    write_pack(tmp_path / "p.npz", aligned_root=aligned, split_path=split, teachers=["colour"])
+    config = TrainConfig.from_dict(
+        {
+            "scheme": "arcface",
+            "backbone": "mobilefacenet",
+            "data": {"pack": str(tmp_path / "p.npz")},
+            "embedding_size": 3,
+            "batch_size": 8,
+            "epochs": 8,
+            "distill": {"teacher": "colour"},
+            "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0, "schedule": "cosine"},
+            "validation": {"min_images": 100},
+            "device": "cpu",
+            "log_every": 1,
+        }
+    )
+    train(config, tmp_path / "run", progress=False)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in steps if r["kind"] == "step"]
+    assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4])
+
+
+def test_distillation_needs_the_teacher_in_the_pack(tmp_path, rng):
+    from tests.research.training.toys import _toy_dataset
+
+    aligned, split = _toy_dataset(tmp_path, rng)
+    write_pack(tmp_path / "p.npz", aligned_root=aligned, split_path=split)
+    config = TrainConfig.from_dict(
+        {
+            "scheme": "arcface",
+            "backbone": "mobilefacenet",
+            "data": {"pack": str(tmp_path / "p.npz")},
+            "embedding_size": 128,
+            "batch_size": 8,
+            "distill": {"teacher": "sface"},
+            "device": "cpu",
+        }
+    )
+    with pytest.raises(ConfigError, match="--teacher sface"):
+        train(config, tmp_path / "run", progress=False)
