@@ -12,6 +12,8 @@ __all__ = [
     "PayloadError",
     "ImageError",
     "NoFaceError",
+    "FaceQualityError",
+    "MultipleFacesError",
     "SecurityError",
     "SealError",
     "KeyFileError",
@@ -57,6 +59,15 @@ class ImageError(InputError):
 
 class NoFaceError(InputError):
     """No face was found in an image."""
+
+
+class FaceQualityError(NoFaceError):
+    """A face was detected but its landmarks are not plausible enough to align it (cut off
+    by the frame, too small, distorted, or a low detector score)."""
+
+
+class MultipleFacesError(InputError):
+    """A photo that must show one person shows several faces of similar size."""
 
 
 class SecurityError(FaceObfuscatorError):

@@ -27,7 +27,7 @@ from faceobfuscator.research.data.datasets import (
     prepared_path,
     read_manifest,
 )
-from faceobfuscator.research.data.prepare import prepare_dataset
+from faceobfuscator.research.data.prepare import DLIB_POLICIES, prepare_dataset
 
 
 def test_lfw_pairs_are_ten_identity_disjoint_folds(datasets_root):
@@ -196,9 +196,16 @@ def test_prepare_records_corrupt_images_and_continues(datasets_root, tmp_path):
 
 
 def test_att_centre_box_is_the_mean_of_detected_landmarks(datasets_root, tmp_path):
-    """Reproduces the golden AT&T entry of CENTRE_LANDMARKS from a full preparation."""
+    """Reproduces the golden AT&T entry of CENTRE_LANDMARKS (made with dlib's HOG policy)
+    from a full preparation."""
     summary = prepare_dataset(
-        "att", datasets_root, tmp_path, config=ProtocolConfig(), workers=2, progress=False
+        "att",
+        datasets_root,
+        tmp_path,
+        config=ProtocolConfig(),
+        workers=2,
+        progress=False,
+        policy=DLIB_POLICIES["att"],
     )
     assert summary["total"] == 400 and summary["failed"] == 0
     assert summary["detection_failed_share"] < 0.05
@@ -208,6 +215,13 @@ def test_att_centre_box_is_the_mean_of_detected_landmarks(datasets_root, tmp_pat
 
 @pytest.mark.slow
 def test_lfw_centre_box_is_the_mean_of_detected_landmarks(datasets_root, tmp_path):
-    prepare_dataset("lfw", datasets_root, tmp_path, config=ProtocolConfig(), progress=False)
+    prepare_dataset(
+        "lfw",
+        datasets_root,
+        tmp_path,
+        config=ProtocolConfig(),
+        progress=False,
+        policy=DLIB_POLICIES["lfw"],
+    )
     mean = mean_landmarks(read_manifest(tmp_path).values())
     np.testing.assert_allclose(mean, CENTRE_LANDMARKS[(176, 176)], atol=0.01)

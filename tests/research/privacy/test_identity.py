@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceobfuscator.client.alignment import FaceAligner, model_path, warp_affine
+from faceobfuscator.client.alignment import FaceAligner, warp_affine
+from faceobfuscator.client.detection import model_path
 from faceobfuscator.client.images import load_image
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.research.privacy.identity import (
@@ -68,7 +69,9 @@ def aligned_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     if not (DATASETS / "lfw").is_dir():
         pytest.skip(f"needs the LFW images at {DATASETS} (shared datasets folder not present)")
-    aligner = FaceAligner(ProtocolConfig())
+    # CHIP_FROM_ARCFACE_112 was measured on crops of dlib's five points (eye centres);
+    # YuNet's (pupils) sit a little apart, so these crops use dlib's HOG detector.
+    aligner = FaceAligner(ProtocolConfig(), detector="hog")
     first = np.stack([aligner.align(_photo(DATASETS, p, 1)) for p in PEOPLE])
     second = np.stack([aligner.align(_photo(DATASETS, p, 2)) for p in PEOPLE])
     images = [(i, rel) for i, rel in list_images("lfw", DATASETS) if i not in PEOPLE]

@@ -3,12 +3,13 @@
 (``manifest.jsonl``, one :class:`~faceobfuscator.research.data.datasets.ManifestEntry` per
 line) and a ``summary.json``. Resumable: images already in the manifest are not redone.
 
-Detection policy per dataset (:data:`POLICIES`): dlib HOG, then HOG with more upsampling;
-the pre-centred datasets (LFW, AT&T) then fall back to the fixed centre crop, while CFP
-(loose crops, a fifth of them profiles the HOG detector misses) tries dlib's CNN detector
-and otherwise records the image as failed without writing a crop. A folder of unlabelled
-photos (:func:`prepare_folder`) takes the largest face with no fallback
-(:data:`FOLDER_POLICY`).
+Detection policy per dataset (:data:`POLICIES`): YuNet (the client's default detector),
+the selected face checked by the client's plausibility gate; the pre-centred datasets (LFW,
+AT&T) take the face nearest the centre and fall back to the fixed centre crop, while CFP
+takes the largest face and otherwise records the image as failed without writing a crop. A
+folder of unlabelled photos (:func:`prepare_folder`) takes the largest face with no
+fallback (:data:`FOLDER_POLICY`). The dlib policies of earlier releases (HOG, HOG with more
+upsampling, then MMOD for CFP) stay available as :data:`DLIB_POLICIES`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from faceobfuscator.research.data.datasets import (
     read_manifest,
 )
 
-__all__ = ["FOLDER_POLICY", "POLICIES", "DetectionPolicy", "prepare_dataset", "prepare_folder"]
+__all__ = [
+    "DLIB_POLICIES",
+    "FOLDER_POLICY",
+    "POLICIES",
+    "DetectionPolicy",
+    "prepare_dataset",
+    "prepare_folder",
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,14 @@ class DetectionPolicy:
     select: str
 
 
-_HOG = (("hog", "hog", 1, 640), ("hog-up2", "hog", 2, 1024))
+_YUNET = (("yunet", "yunet", 0, 640),)
 POLICIES = {
+    "lfw": DetectionPolicy(stages=_YUNET, fallback="centre", select="central"),
+    "att": DetectionPolicy(stages=_YUNET, fallback="centre", select="central"),
+    "cfp": DetectionPolicy(stages=_YUNET, fallback="none", select="largest"),
+}
+_HOG = (("hog", "hog", 1, 640), ("hog-up2", "hog", 2, 1024))
+DLIB_POLICIES = {
     "lfw": DetectionPolicy(stages=_HOG, fallback="centre", select="central"),
     "att": DetectionPolicy(stages=_HOG, fallback="centre", select="central"),
     "cfp": DetectionPolicy(
@@ -77,6 +91,7 @@ def prepare_dataset(
     workers: int = 2,
     limit: int | None = None,
     progress: bool = True,
+    policy: DetectionPolicy | None = None,
 ) -> dict[str, Any]:
     """Align dataset ``name`` (``"lfw"``, ``"cfp"``, ``"att"``) from the datasets ``root``
     into ``out_dir`` and return the summary (also written to ``out_dir/summary.json``).
@@ -87,13 +102,14 @@ def prepare_dataset(
         workers: processes, each with its own aligner; 1 runs in this process.
         limit: only the first ``limit`` images in sorted order.
         progress: show a tqdm progress bar.
+        policy: how to detect and select faces; default ``POLICIES[name]``.
     """
     images = list_images(name, root)
     return _prepare(
         name,
         image_root(name, root),
         images,
-        POLICIES[name],
+        policy if policy is not None else POLICIES[name],
         out_dir,
         config=config,
         workers=workers,
@@ -222,17 +238,19 @@ def _start(
     if workers == 1 or len(todo) <= 1:
         _init_worker(*init_args)
         return map(_process, todo)
-    # fork (where there is one) spares each worker re-importing the package and torch; the
-    # pool starts before any progress-bar thread exists.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # spawn, not fork: a process that already ran OpenCV (its thread pool) or torch can
+    # deadlock its forked children on the first call into them.
+    context = multiprocessing.get_context("spawn")
     pool = stack.enter_context(context.Pool(workers, initializer=_init_worker, initargs=init_args))
     return pool.imap_unordered(_process, todo, chunksize=4)
 
 
 def _init_worker(config_json: str, policy: DetectionPolicy, image_dir: str, out_dir: str) -> None:
+    import cv2
+
     from faceobfuscator.client.alignment import FaceAligner
 
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes
     config = ProtocolConfig.from_json(config_json)
     _WORKER.update(
         policy=policy,
@@ -248,7 +266,7 @@ def _init_worker(config_json: str, policy: DetectionPolicy, image_dir: str, out_
 def _process(item: tuple[str, str]) -> tuple[ManifestEntry, float]:
     """Align one image in a worker; every failure becomes a "failed" entry."""
     from faceobfuscator.client.images import load_image
-    from faceobfuscator.errors import NoFaceError
+    from faceobfuscator.errors import FaceQualityError, NoFaceError
 
     identity, rel = item
     policy: DetectionPolicy = _WORKER["policy"]
@@ -261,9 +279,9 @@ def _process(item: tuple[str, str]) -> tuple[ManifestEntry, float]:
         crop = aligner.warp(rgb, points)
         target = prepared_path(_WORKER["out_dir"], rel)
         _write_png(crop, target)
-    except NoFaceError:
+    except NoFaceError as exc:
         labels = ", ".join(stage[0] for stage in policy.stages)
-        reason = f"no face detected ({labels})"
+        reason = str(exc) if isinstance(exc, FaceQualityError) else f"no face detected ({labels})"
         ms = 1000 * (time.perf_counter() - started)
         return ManifestEntry(identity, rel, "failed", reason=reason), ms
     except Exception as exc:  # a corrupt file or an unreadable folder must not stop the run

@@ -20,12 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from faceobfuscator.client.alignment import (
-    landmarks5_from_68,
-    model_path,
-    similarity_transform,
-    warp_affine,
-)
+from faceobfuscator.client.alignment import similarity_transform, warp_affine
+from faceobfuscator.client.detection import landmarks5_from_68, model_path
 from faceobfuscator.errors import ConfigError, InputError
 from faceobfuscator.protocol.config import ARCFACE_TEMPLATE_112, ProtocolConfig
 
