@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from faceobfuscator import (
     recover,
     self_normalise,
 )
+from faceobfuscator.protocol import obfuscation as obfuscation_module
 from faceobfuscator.protocol.config import safe_exponent_range
 from faceobfuscator.protocol.obfuscation import random_signs, recovery_exponent
 from tests.helpers import smooth_face_like
@@ -173,3 +175,47 @@ def test_rejects_non_float_and_bad_shapes():
         recover(torch.zeros(4, 4), config)
     with pytest.raises(InputError, match="numpy array or torch tensor"):
         recover([[1.0]], config)  # type: ignore[arg-type]
+
+
+def test_production_draws_are_exactly_uniform_from_a_secure_stream(monkeypatch):
+    """Without a generator, signs and scales come from a fresh ChaCha20 keystream keyed by
+    os.urandom, never from torch's generators; the byte -> u map is exactly uniform: a
+    source repeating 0..255 gives bytes 0..241 as u = -60 + byte % 121 (each u twice) and
+    draws 242..255 again."""
+    keys: list[int] = []
+    real_urandom = os.urandom
+
+    def counting_urandom(count: int) -> bytes:
+        keys.append(count)
+        return real_urandom(count)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a torch draw in production obfuscation")
+
+    monkeypatch.setattr(obfuscation_module.os, "urandom", counting_urandom)
+    monkeypatch.setattr(torch, "randint", refuse)
+    out = obfuscate(torch.ones(1, 3, 4, 4), ProtocolConfig())
+    assert keys == [32, 16]  # one 256-bit key and a 128-bit nonce per call
+    assert set(out.abs().unique().tolist()) <= {2.0**k for k in range(-60, 61)}
+    assert obfuscation_module._secure_stream()(16).tolist() != [0] * 16
+
+    calls: list[int] = []
+
+    def ramp(count: int) -> np.ndarray:
+        calls.append(count)
+        return (np.arange(count) % 256).astype(np.uint8)
+
+    signs = random_signs((256,), (-60, 60), None, source=ramp)
+    u = -60 + np.concatenate([np.arange(242), np.arange(14)]) % 121
+    np.testing.assert_array_equal(signs.numpy(), 1.0 - 2.0 * (u % 2))
+    assert calls == [256, 14]
+
+
+def test_secure_draw_is_uniform_over_wide_ranges():
+    stream = obfuscation_module._secure_stream()
+    u = obfuscation_module._secure_ints(200_000, -500, 499, stream)
+    assert u.min() == -500 and u.max() == 499
+    counts = np.bincount(u + 500, minlength=1000)
+    assert counts.min() > 100 and counts.max() < 320  # 200 expected per value
+    signs = random_signs((100_000,), (0, 999), None)
+    assert float((signs > 0).double().mean()) == pytest.approx(0.5, abs=0.01)

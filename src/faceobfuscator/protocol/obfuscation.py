@@ -7,7 +7,9 @@ features ``(..., K, H, W)``, normalised and scaled per channel (the last two axe
 from __future__ import annotations
 
 import math
+import os
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TypeVar
 
@@ -29,7 +31,9 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 def secure_generator() -> torch.Generator:
-    """A fresh torch generator seeded from the operating system's secure source."""
+    """A fresh torch generator seeded from the operating system's secure source (63 bits,
+    for research code that needs a torch generator). :func:`obfuscate` without a generator
+    does not use it: it draws every sign and scale from the operating system directly."""
     g = torch.Generator()
     g.manual_seed(secrets.randbits(63))
     return g
@@ -75,47 +79,110 @@ def self_normalise(features: ArrayT, config: ProtocolConfig) -> ArrayT:
     return _back(torch.addcmul(shift, t, scale), was_np)
 
 
-@lru_cache(maxsize=8)
-def _parity_table(lo: int, hi: int) -> tuple[np.ndarray, int]:
-    """Map a random byte to the sign ``(-1)**u`` of ``u = lo + byte % n`` (``n = hi - lo + 1``),
-    or to 0 for bytes at or above the largest multiple of ``n`` (rejected, drawn again)."""
+@lru_cache(maxsize=16)
+def _byte_table(lo: int, hi: int, parity: bool) -> tuple[np.ndarray, int]:
+    """Map a random byte to ``u = lo + byte % n`` (``n = hi - lo + 1 <= 256``), or to its
+    sign ``(-1)**u`` as float32 when ``parity``; bytes at or above the largest multiple of
+    ``n`` are rejected (``limit``) and drawn again, so every ``u`` is equally likely."""
     n = hi - lo + 1
     limit = 256 - 256 % n
-    r = np.arange(256)
-    sign = np.where(r < limit, 1.0 - 2.0 * ((lo + r % n) % 2), 0.0).astype(np.float32)
-    sign.setflags(write=False)
-    return sign, limit
+    u = lo + np.arange(256) % n
+    table = (1.0 - 2.0 * (u % 2)).astype(np.float32) if parity else u.astype(np.int64)
+    table.setflags(write=False)
+    return table, limit
 
 
-def _stream_bytes(stream: np.random.Generator, count: int) -> np.ndarray:
-    # PCG64's raw 64-bit outputs are uniform over all bits, eight bytes each
-    words = stream.bit_generator.random_raw(count // 8 + 1)
-    return np.asarray(words, dtype=np.uint64).view(np.uint8)[:count]
+ByteSource = Callable[[int], np.ndarray]
+
+
+def _secure_stream() -> ByteSource:
+    """A fresh ChaCha20 keystream (OpenSSL, through ``cryptography``) keyed with 256 bits
+    and a 128-bit nonce from the operating system's secure source: cryptographically secure
+    bytes at about four times the speed of ``os.urandom``, one key per call."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    cipher = Cipher(algorithms.ChaCha20(os.urandom(32), os.urandom(16)), mode=None)
+    encryptor = cipher.encryptor()
+
+    def draw(count: int) -> np.ndarray:
+        return np.frombuffer(encryptor.update(bytes(count)), dtype=np.uint8)
+
+    return draw
+
+
+def _keyed_stream(g: torch.Generator) -> ByteSource:
+    """Reproducible bytes for a caller's (seeded) generator: a PCG64 stream keyed by 124
+    bits drawn from ``g`` (several times faster than drawing each value through torch)."""
+    key = torch.randint(0, 2**62, (2,), generator=g).tolist()
+    stream = np.random.Generator(np.random.PCG64(key))
+
+    def draw(count: int) -> np.ndarray:
+        # PCG64's raw 64-bit outputs are uniform over all bits, eight bytes each
+        words = stream.bit_generator.random_raw(count // 8 + 1)
+        return np.asarray(words, dtype=np.uint64).view(np.uint8)[:count]
+
+    return draw
+
+
+def _uniform(count: int, lo: int, hi: int, source: ByteSource, *, parity: bool) -> np.ndarray:
+    """``count`` values exactly uniform on the inclusive ``[lo, hi]`` (or their signs
+    ``(-1)**u``), from bytes of ``source`` by rejection sampling."""
+    table, limit = _byte_table(lo, hi, parity)
+    raw = source(count)
+    out = np.take(table, raw)
+    todo = np.flatnonzero(raw >= limit)
+    while todo.size:
+        fresh = source(todo.size)
+        out[todo] = np.take(table, fresh)
+        todo = todo[fresh >= limit]
+    return out
 
 
 def random_signs(
-    shape: tuple[int, ...], u_range: tuple[int, int], g: torch.Generator
+    shape: tuple[int, ...],
+    u_range: tuple[int, int],
+    g: torch.Generator | None,
+    *,
+    source: ByteSource | None = None,
 ) -> torch.Tensor:
     """Float32 ``(-1)**u`` with ``u`` exactly uniform on the inclusive ``u_range``.
 
-    On the CPU the bytes come from a PCG64 stream keyed by 128 bits drawn from ``g``, which
-    is several times faster than drawing each ``u`` through torch.
+    Without a generator the bytes come from ``source``, by default a fresh
+    :func:`_secure_stream` (cryptographically secure); with one (tests, research), from a
+    stream keyed by it, so the draw is reproducible.
     """
     lo, hi = u_range
-    if hi - lo + 1 > 256 or g.device.type != "cpu":
+    count = math.prod(shape)
+    if g is not None and (hi - lo + 1 > 256 or g.device.type != "cpu"):
         u = torch.randint(lo, hi + 1, shape, generator=g, device=g.device)
         return 1.0 - 2.0 * (u % 2).to(torch.float32)
-    key = torch.randint(0, 2**62, (2,), generator=g).tolist()
-    stream = np.random.Generator(np.random.PCG64(key))
-    table, limit = _parity_table(lo, hi)
-    raw = _stream_bytes(stream, math.prod(shape))
-    signs = np.take(table, raw)
-    todo = np.flatnonzero(raw >= limit)
-    while todo.size:  # rejection sampling keeps every value of u equally likely
-        fresh = _stream_bytes(stream, todo.size)
-        signs[todo] = np.take(table, fresh)
-        todo = todo[fresh >= limit]
-    return torch.from_numpy(signs.reshape(shape))
+    if g is None:
+        source = source if source is not None else _secure_stream()
+        if hi - lo + 1 > 256:
+            u = torch.from_numpy(_secure_ints(count, lo, hi, source)).reshape(shape)
+            return 1.0 - 2.0 * (u % 2).to(torch.float32)
+    else:
+        source = _keyed_stream(g)
+    return torch.from_numpy(_uniform(count, lo, hi, source, parity=True).reshape(shape))
+
+
+def _secure_ints(count: int, lo: int, hi: int, source: ByteSource) -> np.ndarray:
+    """``count`` int64 exactly uniform on ``[lo, hi]`` (at most 2**32 values) from the
+    secure byte ``source``, by rejection sampling on bytes or 32-bit words."""
+    n = hi - lo + 1
+    if n <= 256:
+        return _uniform(count, lo, hi, source, parity=False)
+    if n > 2**32:
+        raise InputError(f"a range of {n} values is too wide to draw; at most 2**32")
+    limit = 2**32 - 2**32 % n
+    out = np.empty(count, dtype=np.int64)
+    todo = np.arange(count)
+    while todo.size:
+        words = source(4 * todo.size).view(np.uint32).astype(np.int64)
+        keep = words < limit
+        out[todo[keep]] = lo + words[keep] % n
+        todo = todo[~keep]
+    return out
 
 
 def _scale_by_power(t: torch.Tensor, exponents: torch.Tensor, b: float) -> torch.Tensor:
@@ -137,19 +204,24 @@ def obfuscate(
     """Multiply every element by ``(-1)**u`` and every channel by ``b**v``.
 
     ``u`` and ``v`` are drawn independently for every element and every channel (of every
-    image in a batch) from ``config.u_range`` and ``config.v_range``. Without a generator a
-    fresh one is seeded from the operating system's secure source, so no draw is ever
-    reused across calls.
+    image in a batch) from ``config.u_range`` and ``config.v_range``. Without a generator
+    (production) every draw comes from a ChaCha20 keystream keyed from the operating
+    system's secure source for this call alone, exactly uniform by rejection sampling; a
+    generator (tests, research) makes the draw reproducible.
     """
     t: torch.Tensor
     t, was_np = _as_tensor(normalised)
     _check_features(t, "obfuscate")
-    g = secure_generator() if generator is None else generator
-    signs = random_signs(tuple(t.shape), config.u_range, g).to(t.device)
     v_shape = (*t.shape[:-2], 1, 1)
-    v = torch.randint(
-        config.v_range[0], config.v_range[1] + 1, v_shape, generator=g, device=g.device
-    )
+    lo, hi = config.v_range
+    if generator is None:
+        source = _secure_stream()
+        signs = random_signs(tuple(t.shape), config.u_range, None, source=source)
+        v = torch.from_numpy(_secure_ints(math.prod(v_shape), lo, hi, source)).reshape(v_shape)
+    else:
+        signs = random_signs(tuple(t.shape), config.u_range, generator)
+        v = torch.randint(lo, hi + 1, v_shape, generator=generator, device=generator.device)
+    signs = signs.to(t.device)
     return _back(_scale_by_power(t, v.to(t.device), config.b).mul_(signs), was_np)
 
 

@@ -17,7 +17,7 @@ import torch
 from faceobfuscator.protocol.config import DEFAULT_IMAGE_SIZE, ProtocolConfig
 from faceobfuscator.protocol.features import protect_faces
 from faceobfuscator.protocol.frequency import reference_transform, to_greyscale
-from faceobfuscator.protocol.obfuscation import obfuscate, secure_generator, self_normalise
+from faceobfuscator.protocol.obfuscation import obfuscate, self_normalise
 from faceobfuscator.protocol.payload import payload_size
 from faceobfuscator.research.bench.timing import latency_summary
 
@@ -35,7 +35,7 @@ def reference_images_per_s(config: ProtocolConfig, *, batch: int = 8, repeats: i
     retained ones, normalise and obfuscate."""
     faces = _faces(batch)
     keep = list(config.channels)
-    gen = secure_generator()
+    gen = None  # production: a fresh secure ChaCha20 stream per call
 
     def run() -> None:
         coeffs = reference_transform(to_greyscale(faces, config), config)[:, keep].float()
@@ -53,7 +53,7 @@ def _fast_worker(args: tuple[dict, int, int, float]) -> tuple[int, float]:
     torch.set_num_threads(1)
     config = ProtocolConfig.from_dict(config_dict)
     faces = torch.from_numpy(_faces(batch, seed=os.getpid()))
-    gen = secure_generator()
+    gen = None  # production: a fresh secure ChaCha20 stream per call
     protect_faces(faces, config, generator=gen)  # warm caches
     while time.time() < start_at:
         time.sleep(0.001)
