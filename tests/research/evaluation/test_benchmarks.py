@@ -85,3 +85,23 @@ def test_results_table():
     assert lines[3] == "| faceobfuscator | faceobfuscator | 85.00 ± 1.50 | - |"
     assert lines[4].startswith("| faceobfuscator | faceobfuscator, no recovery (Table 5) | 50.00")
     assert lines[-1] == "Pairs left out because a crop is missing: cfp-fp 10 of 100"
+
+
+def test_tar_on_every_non_mated_comparison(rng):
+    import torch
+
+    from faceobfuscator.research.evaluation.benchmarks import tar_all_non_mated
+
+    ids = np.repeat(np.arange(50), 4).astype(str)
+    centres = rng.normal(size=(50, 32))
+    e = centres[ids.astype(int)] + 0.5 * rng.normal(size=(200, 32))
+    e = torch.nn.functional.normalize(torch.from_numpy(e), dim=1)
+    mated = np.array([float(e[4 * k] @ e[4 * k + 1]) for k in range(50)])
+    out = tar_all_non_mated(e, ids, mated, far=1e-2)
+    assert out["n_non_mated"] == 200 * 199 // 2 - 50 * 6
+    assert out["n_mated"] == 50
+    assert out["far"] <= 1e-2
+    scores = (e @ e.T).numpy()[np.triu_indices(200, 1)]
+    same = (ids[:, None] == ids[None, :])[np.triu_indices(200, 1)]
+    assert np.mean(scores[~same] >= out["threshold"]) == out["far"]
+    assert out["tar"] == np.mean(mated >= out["threshold"])

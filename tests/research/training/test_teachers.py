@@ -13,7 +13,13 @@ from faceobfuscator.research.data.datasets import ManifestEntry
 from faceobfuscator.research.data.split import Split, write_split
 from faceobfuscator.research.training import teachers
 from faceobfuscator.research.training.config import TrainConfig
-from faceobfuscator.research.training.data import holdout, near_test_rule, read_pack, write_pack
+from faceobfuscator.research.training.data import (
+    holdout,
+    near_test_rule,
+    person_templates,
+    read_pack,
+    write_pack,
+)
 from faceobfuscator.research.training.loop import train
 from faceobfuscator.research.training.step import distill_loss
 
@@ -55,6 +61,18 @@ def test_embeddings_are_cached_per_face(tmp_path, rng):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
 
 
+def test_repeated_faces_are_stored_once(tmp_path, rng):
+    teacher = ColourTeacher()
+    faces = _faces(rng, 3)
+    twice = np.concatenate([faces, faces[:1]])
+    out = teachers.teacher_embeddings(twice, teacher, cache_dir=tmp_path)
+    store = teachers.EmbeddingStore(tmp_path / "colour-000000000000", 3)
+    assert len(store) == 3
+    found, rows = store.get(teachers.face_keys(twice))
+    assert found.all()
+    np.testing.assert_array_equal(rows, out)
+
+
 def test_teacher_embeddings_reject_bad_faces():
     with pytest.raises(InputError, match="uint8"):
         teachers.teacher_embeddings(np.zeros((2, 112, 112, 3), np.float32), ColourTeacher())
@@ -65,12 +83,18 @@ def test_unknown_teacher_lists_known():
         teachers.get_teacher("nobody")
 
 
-def test_near_test_rule_is_the_far_quantile(rng):
-    e = rng.normal(size=(400, 16)).astype(np.float32)
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    thr = near_test_rule(e, far=0.01, sample=400)
-    scores = (e @ e.T)[np.triu_indices(400, k=1)]
-    assert abs(np.mean(scores >= thr) - 0.01) < 1e-3
+def test_near_test_rule_is_the_non_mated_quantile(rng):
+    centres = rng.normal(size=(40, 16))
+    people = np.repeat(np.arange(40), 10).astype(str)
+    e = centres[people.astype(int)] + 0.3 * rng.normal(size=(400, 16))
+    e = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+    rule = near_test_rule(e, people, far=0.01, sample=400)
+    templates, inverse = person_templates(e, people)
+    scores = e @ templates.T
+    mated = inverse[:, None] == np.arange(40)[None, :]
+    assert rule["non_mated_comparisons"] == 400 * 39
+    assert abs(np.mean(scores[~mated] >= rule["threshold"]) - 0.01) < 1e-3
+    assert rule["mated_match_rate"] == np.mean(scores[mated] >= rule["threshold"]) > 0.95
 
 
 def test_holdout_never_holds_out_unlabelled():
@@ -210,3 +234,31 @@ def test_distillation_needs_the_teacher_in_the_pack(tmp_path, rng):
     )
     with pytest.raises(ConfigError, match="--teacher sface"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_max_steps_zero_saves_the_pretrained_network_validated(tmp_path, rng):
+    from faceobfuscator.recognition.modeldir import load_model
+    from faceobfuscator.recognition.sface import pretrained_sface
+    from tests.research.training.toys import _toy_dataset
+
+    aligned, split = _toy_dataset(tmp_path, rng)
+    write_pack(tmp_path / "p.npz", aligned_root=aligned, split_path=split)
+    config = TrainConfig.from_dict(
+        {
+            "scheme": "arcface",
+            "backbone": "sface",
+            "init": "pretrained",
+            "embedding_size": 128,
+            "data": {"pack": str(tmp_path / "p.npz")},
+            "batch_size": 8,
+            "max_steps": 0,
+            "validation": {"min_images": 4, "per_identity": 2, "max_identities": 6},
+            "device": "cpu",
+        }
+    )
+    model = load_model(train(config, tmp_path / "run", progress=False))
+    assert model.config["metrics"]["step"] == 0 and model.threshold is not None
+    assert not model.config["metrics"]["stopped_early"]
+    ref = pretrained_sface(3).state_dict()
+    for name, value in model.network.state_dict().items():
+        torch.testing.assert_close(value, ref[name], msg=name)

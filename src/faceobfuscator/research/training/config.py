@@ -186,6 +186,8 @@ class TrainConfig:
         data_on_device: hold in-memory faces on the training device (no data loader).
         validate_every: validate (and plot) every this many epochs and after the last; a
             checkpoint is written after every epoch regardless.
+        max_steps: end training after this many optimiser steps (the schedule ends there
+            too; 0 saves the initial network, validated); ``None``: ``epochs`` decide.
         max_seconds: stop early (after the current step) once training has run this
             long; a safety net, the schedule still assumes ``epochs``.
     """
@@ -212,6 +214,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 20
     validate_every: int = 1
+    max_steps: int | None = None
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -230,6 +233,8 @@ class TrainConfig:
             p.append(f"optim.schedule={self.optim.schedule!r}; expected one of {list(_SCHEDULES)}")
         if self.optim.pretrained_lr_scale <= 0:
             p.append("optim.pretrained_lr_scale must be > 0")
+        if self.max_steps is not None and self.max_steps < 0:
+            p.append(f"max_steps={self.max_steps} must be >= 0")
         if self.init not in _INITS:
             p.append(f"init={self.init!r}; expected one of {list(_INITS)}")
         if self.distill is not None:

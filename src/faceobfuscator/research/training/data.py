@@ -168,13 +168,14 @@ def _read_pngs(paths: Sequence[Path], progress: bool) -> np.ndarray:
 
 def test_person_faces(
     aligned_root: str | Path, split: Any, *, progress: bool = False
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crops ``(M, S, S, 3)`` of every LFW and CFP person of a test pair (by name
-    key, :attr:`Split.test_keys`), from the prepared folders under ``aligned_root``."""
+    key, :attr:`Split.test_keys`), from the prepared folders under ``aligned_root``, and
+    each crop's person (``dataset:identity``, ``(M,)`` str)."""
     from faceobfuscator.research.data.datasets import name_key, prepared_path, read_manifest
 
     test = set(split.test_keys)
-    paths = []
+    paths, people = [], []
     for dataset in ("lfw", "cfp"):
         folder = Path(aligned_root) / dataset
         names = split.names.get(dataset, {})
@@ -184,26 +185,60 @@ def test_person_faces(
             if dataset == "lfw" and name_key(entry.identity) not in test:
                 continue
             paths.append(prepared_path(folder, source))
+            people.append(f"{dataset}:{entry.identity}")
     if not paths:
         raise InputError(f"no aligned LFW/CFP test-person crops under {aligned_root}")
-    return _read_pngs(paths, progress)
+    return _read_pngs(paths, progress), np.asarray(people)
+
+
+def person_templates(embeddings: np.ndarray, people: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(templates, person index of each embedding)``: one normalised mean embedding
+    ``(P, D)`` per person."""
+    names, inverse = np.unique(people, return_inverse=True)
+    templates = np.zeros((len(names), embeddings.shape[1]), np.float64)
+    np.add.at(templates, inverse, embeddings)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True).clip(1e-12)
+    return templates.astype(np.float32), inverse
 
 
 def near_test_rule(
-    test_embeddings: np.ndarray, *, far: float = 1e-3, sample: int = 3000, seed: int = 0
-) -> float:
-    """The teacher's verification threshold used to keep test people out of unlabelled
-    data: the cosine at false-accept rate ``far`` over the impostor-or-genuine pairs of up to
-    ``sample`` test-person embeddings (all pairs; at FAR 1e-3 the genuine share barely
-    moves it). An unlabelled image whose best cosine to any test-person image reaches it is
-    dropped, whoever it shows."""
-    if len(test_embeddings) < 2:
-        raise InputError("the near-test rule needs embeddings of at least two test images")
+    embeddings: np.ndarray,
+    people: np.ndarray,
+    *,
+    far: float = 1e-4,
+    sample: int = 3000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The teacher's threshold that keeps test people out of unlabelled data.
+
+    Each test person gets a template (:func:`person_templates`); the threshold is the
+    cosine at false-match rate ``far`` over the non-mated comparisons of up to ``sample``
+    test images with the other people's templates. An unlabelled image whose best cosine to
+    any template reaches it is dropped, whoever it shows. ``far`` is per comparison: at the
+    teacher's verification threshold (FAR 1e-3) every image meets some 2,500 templates, so
+    most innocent faces would be dropped; 1e-4 keeps the mated match rate high (reported
+    as ``mated_match_rate``: test images whose own template reaches the threshold).
+
+    Raises:
+        InputError: fewer than two test people.
+    """
+    templates, inverse = person_templates(embeddings, people)
+    if len(templates) < 2:
+        raise InputError("the near-test rule needs embeddings of at least two test people")
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(test_embeddings), min(sample, len(test_embeddings)), replace=False)
-    e = test_embeddings[idx]
-    scores = (e @ e.T)[np.triu_indices(len(e), k=1)]
-    return float(np.quantile(scores, 1 - far))
+    idx = rng.choice(len(embeddings), min(sample, len(embeddings)), replace=False)
+    scores = embeddings[idx] @ templates.T
+    mated = np.zeros(scores.shape, bool)
+    mated[np.arange(len(idx)), inverse[idx]] = True
+    threshold = float(np.quantile(scores[~mated], 1 - far))
+    return {
+        "threshold": threshold,
+        "far": far,
+        "mated_match_rate": float(np.mean(scores[mated] >= threshold)),
+        "non_mated_comparisons": int((~mated).sum()),
+        "test_people": len(templates),
+        "test_images": len(embeddings),
+    }
 
 
 def write_pack(
@@ -227,8 +262,8 @@ def write_pack(
         labelled_extra: ``name -> prepared folder`` whose identity folders label the images
             (e.g. AT&T), every image kept.
         extra: ``name -> prepared folder`` of unlabelled faces (label -1). With
-            ``teachers``, an image within the first teacher's verification threshold
-            (:func:`near_test_rule`) of any LFW/CFP test-person image is dropped.
+            ``teachers``, an image within the first teacher's threshold
+            (:func:`near_test_rule`) of any LFW/CFP test person's template is dropped.
         teachers: names of teachers whose embeddings of every kept image are stored
             (``teacher_<name>``), computed once and cached under ``cache_dir``.
 
@@ -265,20 +300,18 @@ def write_pack(
     dropped: dict[str, int] = {}
     rule: dict[str, Any] = {}
     if teachers and n_labelled < len(items):
+        test_faces, test_people = test_person_faces(aligned_root, split, progress=progress)
         test = teacher_embeddings(
-            test_person_faces(aligned_root, split, progress=progress),
-            models[teachers[0]],
-            cache_dir=cache_dir,
-            progress=progress,
+            test_faces, models[teachers[0]], cache_dir=cache_dir, progress=progress
         )
-        threshold = near_test_rule(test)
+        rule = {"teacher": teachers[0], **near_test_rule(test, test_people)}
+        templates, _ = person_templates(test, test_people)
         emb = embeddings[teachers[0]]
         for i in range(n_labelled, len(items), 4096):
-            best = (emb[i : i + 4096] @ test.T).max(axis=1)
-            keep[i : i + 4096] = best < threshold
+            best = (emb[i : i + 4096] @ templates.T).max(axis=1)
+            keep[i : i + 4096] = best < rule["threshold"]
         for (_, _, name), k in zip(items[n_labelled:], keep[n_labelled:], strict=True):
             dropped[name] = dropped.get(name, 0) + int(not k)
-        rule = {"teacher": teachers[0], "threshold": threshold, "test_images": len(test)}
     kept = np.flatnonzero(keep)
     from PIL import Image
 

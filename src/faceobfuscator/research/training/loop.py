@@ -198,6 +198,13 @@ class _Run:
     def steps_per_epoch(self) -> int:
         return len(self.train_idx) // self.config.batch_size
 
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run (the schedule's length): ``epochs`` worth, or fewer with
+        ``max_steps``."""
+        total = self.config.epochs * self.steps_per_epoch
+        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+
 
 def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     dist, device = _setup_distributed(resolve_device(config.device))
@@ -338,7 +345,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
     from tqdm import tqdm
 
     cfg, dist = run.config, run.dist
-    total = cfg.epochs * run.steps_per_epoch
+    total = run.total_steps
     warmup = round(cfg.optim.warmup_epochs * run.steps_per_epoch)
     batches = [
         run.train_idx[b][dist.rank :: dist.world]
@@ -357,6 +364,9 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
     stopped = False
     rng = np.random.default_rng([cfg.seed, epoch, run.step])
     for idx, (faces, labels) in zip(batches, run.data.batches(batches), strict=True):
+        if run.step >= total:  # max_steps reached
+            stopped = True
+            break
         faces, labels = faces.to(run.device, non_blocking=True), labels.to(run.device)
         lr = _learning_rate(cfg, run.step, total, warmup)
         for group in run.optimiser.param_groups:
@@ -484,7 +494,7 @@ def train(
     if run.dist.main:
         metrics = {
             **run.metrics,
-            "stopped_early": stopped,
+            "stopped_early": stopped and run.step < run.total_steps,
             "train_seconds": time.perf_counter() - run.t_start,
         }
         save_model(model_dir, **_model_kwargs(run, metrics))

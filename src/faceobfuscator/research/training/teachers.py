@@ -160,9 +160,11 @@ class EmbeddingStore:
         return found, self._emb[rows]
 
     def add(self, keys: list[str], embeddings: np.ndarray) -> None:
-        new = [i for i, k in enumerate(keys) if k not in self._rows]
-        for i in new:
-            self._rows[keys[i]] = len(self._rows)
+        new = []
+        for i, k in enumerate(keys):  # a face repeated within ``keys`` is stored once
+            if k not in self._rows:
+                self._rows[k] = len(self._rows)
+                new.append(i)
         self._emb = np.concatenate([self._emb, embeddings[new].astype(np.float32)])
         self.folder.mkdir(parents=True, exist_ok=True)
         ordered = sorted(self._rows, key=self._rows.__getitem__)
