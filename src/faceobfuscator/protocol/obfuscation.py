@@ -16,10 +16,11 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from faceobfuscator.errors import InputError
+from faceobfuscator.errors import InputError, PayloadError
 from faceobfuscator.protocol.config import ProtocolConfig
 
 __all__ = [
+    "check_sent_feature",
     "secure_generator",
     "self_normalise",
     "obfuscate",
@@ -259,3 +260,49 @@ def recover(obfuscated: ArrayT, config: ProtocolConfig) -> ArrayT:
     t, was_np = _as_tensor(obfuscated)
     r = recovery_exponent(t, config)
     return _back(_scale_by_power(t, (r + config.bias)[..., None, None], config.b), was_np)
+
+
+#: Bounds of what obfuscation of a self-normalised channel can send, per channel: its
+#: peak magnitude over its root mean square is scale-free (the random ``b**v`` and signs
+#: leave it alone); genuine faces give 3.5 to 14 on 2x112x112 features (LFW and synthetic
+#: faces), a channel of equal magnitudes exactly 1. Exact zeros are as rare as an element
+#: equal to its channel's mean.
+MIN_PEAK_TO_RMS = 1.5
+MAX_ZERO_SHARE = 0.5
+
+
+def check_sent_feature(feature: np.ndarray, config: ProtocolConfig) -> np.ndarray:
+    """Refuse a decoded feature ``(K, H, W)`` that no genuine client makes, before anything
+    is embedded or stored; return its identity recovery (float32, finite).
+
+    Checks each channel: not all (or mostly) zero, not of one magnitude (constant), and
+    recoverable to finite values (a channel of float32 subnormals overflows recovery).
+
+    Raises:
+        PayloadError: saying which channel and why, never its values.
+    """
+    f = np.asarray(feature, dtype=np.float32)
+    if f.ndim != 3:
+        raise PayloadError(f"expected a feature (K, H, W), got shape {f.shape}")
+    mags = np.abs(f).astype(np.float64).reshape(f.shape[0], -1)
+    peak = mags.max(axis=1)
+    rms = np.sqrt((mags**2).mean(axis=1))
+    zeros = (mags == 0).mean(axis=1)
+    for k in range(f.shape[0]):
+        if zeros[k] > MAX_ZERO_SHARE:
+            raise PayloadError(
+                f"payload channel {k} is {zeros[k]:.0%} zeros; a protected face has no such "
+                "channel. Protect the photo again with the official client"
+            )
+        if not peak[k] >= MIN_PEAK_TO_RMS * rms[k]:
+            raise PayloadError(
+                f"payload channel {k} has (nearly) one magnitude everywhere; a protected "
+                "face has no such channel. Protect the photo again with the official client"
+            )
+    recovered = recover(f, config)
+    if not np.isfinite(recovered).all():
+        raise PayloadError(
+            "payload values are too small to recover (identity recovery overflows); "
+            "a protected face has no such values. Protect the photo again"
+        )
+    return recovered

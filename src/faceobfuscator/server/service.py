@@ -20,8 +20,10 @@ from faceobfuscator.errors import (
     EnvelopeError,
     ModelMismatchError,
     NoTemplatesError,
+    PayloadError,
     PayloadTooLargeError,
 )
+from faceobfuscator.protocol.obfuscation import check_sent_feature
 from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
 from faceobfuscator.protocol.payload import decode_payload, payload_size
 from faceobfuscator.server.cache import EmbeddingSealer
@@ -172,8 +174,13 @@ class GalleryService:
             ids = [t for t in chunk if t in payloads]
             if not ids:
                 continue
-            feats = np.stack([self._decode(self._stored(t, names[t], payloads[t])) for t in ids])
+            stored = [self._stored(t, names[t], payloads[t]) for t in ids]
+            feats = np.stack([decode_payload(b, self.protocol).feature for b in stored])
             embs = self._embed(feats)
+            usable = np.isfinite(embs).all(axis=1)
+            if not usable.all():  # stored before payloads were checked; never compared
+                log.warning("%d stored templates have no finite embedding", (~usable).sum())
+                ids, embs = [t for t, ok in zip(ids, usable, strict=True) if ok], embs[usable]
             found.update(zip(ids, embs, strict=True))
             if self.sealer is not None:
                 sealer = self.sealer
@@ -206,15 +213,24 @@ class GalleryService:
     def _decode(self, data: bytes) -> np.ndarray:
         if len(data) > self.max_payload_bytes:
             raise PayloadTooLargeError(self.max_payload_bytes)
-        return decode_payload(data, self.protocol).feature
+        feature = decode_payload(data, self.protocol).feature
+        check_sent_feature(feature, self.protocol)  # what recovery makes of it is usable
+        return feature
 
     def _embed(self, features: np.ndarray) -> np.ndarray:
         with self._embed_lock:
             return np.asarray(self.embedder.embed(features), dtype=np.float32)
 
     def embed_payload(self, data: bytes) -> np.ndarray:
-        """Validate one payload and return its embedding ``(dim,)``."""
-        return self._embed(self._decode(data)[None])[0]
+        """Validate one payload and return its embedding ``(dim,)``; a payload whose
+        embedding is not finite is refused (:class:`PayloadError`), so NaN is never stored,
+        compared or returned."""
+        emb = self._embed(self._decode(data)[None])[0]
+        if not np.isfinite(emb).all():
+            raise PayloadError(
+                "the model gives this payload no usable embedding; protect the photo again"
+            )
+        return emb
 
     # subjects
 
