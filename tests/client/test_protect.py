@@ -5,7 +5,8 @@ import pytest
 
 from faceobfuscator import ImageError, NoFaceError, ProtocolConfig, decode_payload, recover
 from faceobfuscator.cli import main
-from faceobfuscator.client.protect import channel_statistics, protect_photo
+from faceobfuscator.client.protect import channel_statistics, payload_names, protect_photo
+from faceobfuscator.errors import InputError
 
 
 def test_photo_to_payload_round_trip(datasets_root):
@@ -61,3 +62,31 @@ def test_channel_statistics_values():
     assert s[0]["positive_share"] == 0.5
     assert s[0]["std"] == pytest.approx(np.std([1, -3, 2, 0], ddof=1))
     assert s[1]["log2_max_abs"] == float("-inf")
+
+
+def test_payload_names_mirror_relative_paths_and_refuse_collisions(tmp_path):
+    photos = [tmp_path / d / "01.jpg" for d in ("a", "b", "c/d")]
+    assert [n.as_posix() for n in payload_names(photos)] == [
+        "a/01.fobf",
+        "b/01.fobf",
+        "c/d/01.fobf",
+    ]
+    assert [n.as_posix() for n in payload_names([tmp_path / "x.jpg"])] == ["x.fobf"]
+    with pytest.raises(InputError, match=r"01.png would both be written as 01.fobf"):
+        payload_names([tmp_path / "01.jpg", tmp_path / "01.png"])
+
+
+def test_cli_protect_never_overwrites_its_own_outputs(datasets_root, tmp_path, capsys):
+    source = (datasets_root / "lfw" / "Tony_Blair" / "Tony_Blair_0001.jpg").read_bytes()
+    photos = []
+    for folder in ("x", "y", "z"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        photos.append(tmp_path / "in" / folder / "01.jpg")
+        photos[-1].write_bytes(source)
+    out = tmp_path / "out"
+    assert main(["protect", *map(str, photos), "--out", str(out)]) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.fobf"))
+    assert written == ["x/01.fobf", "y/01.fobf", "z/01.fobf"]
+    (tmp_path / "in" / "x" / "01.png").write_bytes(b"")
+    code = main(["protect", str(photos[0]), str(tmp_path / "in/x/01.png"), "--out", str(out)])
+    assert code != 0 and "would both be written" in capsys.readouterr().err

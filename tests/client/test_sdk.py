@@ -10,7 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceobfuscator.client.sdk import APIError, Client
+from faceobfuscator.client.detection import Face
+from faceobfuscator.client.sdk import APIError, BatchEnrolmentError, Client
+from faceobfuscator.errors import MultipleFacesError
+from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.recognition.modeldir import make_random_model
 from faceobfuscator.server import ServerSettings, create_app
 from tests.server.fakes import FakeEmbedder, faces
@@ -21,8 +24,15 @@ FACES = faces(3, seed=7)
 class CentreAligner:
     """Stands in for face detection: the photos here are aligned faces already."""
 
-    def align(self, rgb: np.ndarray) -> np.ndarray:
+    def faces(self, rgb: np.ndarray) -> list[Face]:
         assert rgb.shape == (112, 112, 3)
+        points = np.array(ProtocolConfig().template, dtype=np.float64)
+        return [Face(box=(0.0, 0.0, 112.0, 112.0), landmarks=points, score=1.0)]
+
+    def choose(self, faces: list[Face], shape: tuple[int, ...], *, select: str) -> Face:
+        return faces[0]
+
+    def warp(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         return np.array(rgb)  # a warp makes a new array too
 
 
@@ -96,3 +106,53 @@ def test_real_model_and_real_photo(tmp_path, keys, key_hashes, datasets_root):
         again = admin.verify("aaron", photo)  # another obfuscation draw of the same photo
         assert -1.0 <= again.score <= 1.0
         assert "UNTRAINED" in admin.health()["model"]
+
+
+def test_batch_enrolment_is_all_or_nothing(http, keys, monkeypatch):
+    admin = Client("http://testserver", keys["admin"], http=http, aligner=CentreAligner())
+    photos = [_png(FACES[0]), FACES[1], b"not an image", _png(FACES[2])]
+    with pytest.raises(BatchEnrolmentError, match=r"1 of 4 photos failed \(<12 bytes>: ") as e:
+        admin.enroll_many("ann", photos)
+    assert [p.source for p in e.value.problems] == ["<12 bytes>"]
+    with pytest.raises(APIError) as missing:
+        admin.get_subject("ann")  # nothing was sent: not even the subject
+    assert missing.value.status_code == 404
+
+    done = admin.enroll_many("ann", [FACES[0], FACES[1]])
+    assert [d.subject for d in done] == ["ann", "ann"] and done[0].face.faces == 1
+    real = admin.enroll_payload
+    calls = []
+
+    def refuse_second(subject, payload, **kw):
+        calls.append(subject)
+        if len(calls) == 2:
+            raise APIError(422, "payload refused")
+        return real(subject, payload, **kw)
+
+    monkeypatch.setattr(admin, "enroll_payload", refuse_second)
+    with pytest.raises(BatchEnrolmentError, match="payload refused"):
+        admin.enroll_many("ann", [FACES[2], FACES[1], FACES[0]])
+    assert admin.get_subject("ann")["templates"] == 2  # the first of the batch rolled back
+
+
+def test_two_people_in_a_photo(http, keys, datasets_root):
+    """Enrolment refuses a photo of two similar-sized faces and says how many; verification
+    and identification use the largest and say which (its box)."""
+    from faceobfuscator.client.images import load_image
+
+    a = load_image(datasets_root / "lfw" / "Tony_Blair/Tony_Blair_0001.jpg")
+    b = load_image(datasets_root / "lfw" / "Angelina_Jolie/Angelina_Jolie_0001.jpg")
+    pair = np.full((176, 352, 3), 128, np.uint8)
+    pair[:, :176] = a
+    pair[:170, 176:346] = np.asarray(Image.fromarray(b).resize((170, 170)))
+    admin = Client("http://testserver", keys["admin"], http=http)
+    with pytest.raises(MultipleFacesError, match="found 2 faces of similar size"):
+        admin.enroll("tony", pair)
+    assert admin.enroll("tony", a).face.faces == 1
+    left = admin.enroll("tony", pair, select="largest").face
+    assert left.faces == 2 and left.box[0] < 176
+    user = Client("http://testserver", keys["client"], http=http)
+    v = user.verify("tony", pair)
+    assert v.face is not None and v.face.box[0] < 176 and v.face.faces == 2
+    right = user.identify(pair, select="central", top_k=1).to_dict()["face"]
+    assert right["faces"] == 2 and len(right["box"]) == 4

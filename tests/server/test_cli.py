@@ -40,7 +40,8 @@ def test_client_commands(tmp_path, keys, key_hashes, photos, monkeypatch, capsys
         key_file = tmp_path / "admin.key"
         key_file.write_text(keys["admin"] + "\n")
         assert main(["client", "--key-file", str(key_file), "enroll", "ann", str(photos[0])]) == 0
-        assert json.loads(capsys.readouterr().out)[0]["subject"] == "ann"
+        enrolled = json.loads(capsys.readouterr().out)["enrolled"]
+        assert enrolled[0]["subject"] == "ann" and enrolled[0]["image"] == str(photos[0])
         assert main(["client", "verify", "ann", str(photos[0])]) == 0
         assert json.loads(capsys.readouterr().out)["match"] is True
         assert main(["client", "verify", "ann", str(photos[1])]) == 1  # no match

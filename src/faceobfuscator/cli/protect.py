@@ -12,7 +12,13 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("protect", help="photos -> obfuscated payloads (.fobf)")
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="folder for the payload files")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for the payload files, named by each photo's path relative to the "
+        "photos' common folder (a/01.jpg, b/01.jpg -> OUT/a/01.fobf, OUT/b/01.fobf)",
+    )
     p.add_argument("--protocol", type=Path, help="protocol config JSON (default: built-in)")
     p.set_defaults(func=_protect)
 
@@ -33,21 +39,23 @@ def _protect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from faceobfuscator.client.alignment import FaceAligner
-    from faceobfuscator.client.protect import protect_photo
+    from faceobfuscator.client.protect import payload_names, protect_photo
     from faceobfuscator.errors import InputError
 
     config = _protocol(args.protocol)
-    args.out.mkdir(parents=True, exist_ok=True)
+    names = payload_names(args.images)  # refuses colliding names before writing anything
     aligner = FaceAligner(config)
     failures = 0
-    for path in tqdm(args.images, desc="protect", unit="img", disable=len(args.images) < 4):
+    todo = list(zip(args.images, names, strict=True))
+    for path, name in tqdm(todo, desc="protect", unit="img", disable=len(todo) < 4):
         try:
             data = protect_photo(path, config, aligner=aligner)
         except InputError as exc:
             failures += 1
             print(f"{path}: {exc}", file=sys.stderr)
             continue
-        target = args.out / (path.stem + ".fobf")
+        target = args.out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".fobf.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)  # never a half-written payload

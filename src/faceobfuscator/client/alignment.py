@@ -354,11 +354,15 @@ class FaceAligner:
         """
         if select not in SELECTIONS:
             raise ConfigError(f"select={select!r}; expected one of {list(SELECTIONS)}")
-        face = select_face(self.faces(rgb), rgb.shape, select=select)
+        return self.choose(self.faces(rgb), rgb.shape, select=select)
+
+    def choose(self, faces: list[Face], shape: tuple[int, ...], *, select: str) -> Face:
+        """:meth:`find` on faces already detected in an image of ``shape``."""
+        face = select_face(faces, shape, select=select)
         if self.gate is not None:
             self.gate.check(
                 face.landmarks,
-                rgb.shape,
+                shape,
                 score=face.score,
                 detector=self.detector,
                 template=self._template,

@@ -5,27 +5,53 @@ Only the payload bytes this returns ever leave the client.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from faceobfuscator.errors import InputError
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.features import protect_faces
+from faceobfuscator.protocol.outcomes import FaceBox
 from faceobfuscator.protocol.payload import encode_payload
 
-__all__ = ["Aligner", "ImageSource", "protect_aligned", "protect_photo", "channel_statistics"]
+__all__ = [
+    "Aligner",
+    "FaceBox",
+    "ImageSource",
+    "ProtectedPhoto",
+    "channel_statistics",
+    "payload_names",
+    "protect_aligned",
+    "protect_face",
+    "protect_photo",
+]
 
 #: A photo: a file path, encoded bytes (JPEG, PNG, ...) or an RGB uint8 array ``(H, W, 3)``.
 ImageSource = str | Path | bytes | np.ndarray
 
 
 class Aligner(Protocol):
-    """Finds a face in an RGB uint8 image and warps it onto the protocol's template
+    """Finds faces in an RGB uint8 image and warps one onto the protocol's template
     (:class:`faceobfuscator.client.alignment.FaceAligner`)."""
 
-    def align(self, rgb: np.ndarray) -> np.ndarray: ...
+    def faces(self, rgb: np.ndarray) -> list[Any]: ...
+
+    def choose(self, faces: list[Any], shape: tuple[int, ...], *, select: str) -> Any: ...
+
+    def warp(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ProtectedPhoto:
+    """A payload and the face it was made from."""
+
+    payload: bytes
+    face: FaceBox
 
 
 def protect_aligned(
@@ -36,26 +62,73 @@ def protect_aligned(
     return encode_payload(feature.numpy(), config)
 
 
-def protect_photo(
+def protect_face(
     source: ImageSource,
     config: ProtocolConfig,
     *,
     aligner: Aligner | None = None,
+    select: str = "largest",
     generator: torch.Generator | None = None,
-) -> bytes:
-    """An ordinary photo -> payload bytes, with a fresh secure random draw unless
-    ``generator`` is given.
+) -> ProtectedPhoto:
+    """An ordinary photo -> the payload of one face and which face it was.
+
+    Args:
+        select: ``"largest"`` (default) or ``"central"`` face, or ``"single"``: refuse a
+            photo with several faces of similar size (for enrolment).
 
     Raises:
         ImageError: the image cannot be decoded.
-        NoFaceError: no face was found.
+        NoFaceError: no face was found (:class:`FaceQualityError`: none usable).
+        MultipleFacesError: ``select="single"`` and several faces are of similar size.
     """
     from faceobfuscator.client.alignment import FaceAligner
     from faceobfuscator.client.images import load_image
 
     rgb = source if isinstance(source, np.ndarray) else load_image(source)
     aligner = aligner if aligner is not None else FaceAligner(config)
-    return protect_aligned(aligner.align(rgb), config, generator=generator)
+    found = aligner.faces(rgb)
+    face = aligner.choose(found, rgb.shape, select=select)
+    payload = protect_aligned(aligner.warp(rgb, face.landmarks), config, generator=generator)
+    box = tuple(int(round(v)) for v in face.box)
+    return ProtectedPhoto(payload, FaceBox(box, len(found)))  # type: ignore[arg-type]
+
+
+def protect_photo(
+    source: ImageSource,
+    config: ProtocolConfig,
+    *,
+    aligner: Aligner | None = None,
+    select: str = "largest",
+    generator: torch.Generator | None = None,
+) -> bytes:
+    """An ordinary photo -> payload bytes (:func:`protect_face` without the box), with a
+    fresh secure random draw unless ``generator`` is given."""
+    return protect_face(source, config, aligner=aligner, select=select, generator=generator).payload
+
+
+def payload_names(paths: list[Path], *, suffix: str = ".fobf") -> list[Path]:
+    """Output names for ``paths`` that cannot collide: the file name with ``suffix`` when
+    the names are distinct, otherwise each path relative to the inputs' common folder
+    (``a/01.jpg``, ``b/01.jpg`` -> ``a/01.fobf``, ``b/01.fobf``).
+
+    Raises:
+        InputError: two inputs would still share a name (the same file given twice, or
+            ``01.jpg`` and ``01.png`` in one folder), naming both.
+    """
+    resolved = [Path(os.path.abspath(p)) for p in paths]
+    names = [Path(p.name).with_suffix(suffix) for p in resolved]
+    if len(set(names)) < len(names):
+        common = Path(os.path.commonpath([p.parent for p in resolved]))
+        names = [p.relative_to(common).with_suffix(suffix) for p in resolved]
+    seen: dict[Path, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        if name in seen:
+            raise InputError(
+                f"{seen[name]} and {path} would both be written as {name}; "
+                "rename one, or protect them in separate runs"
+            )
+        seen[name] = path
+    return names
 
 
 def channel_statistics(feature: np.ndarray) -> list[dict[str, float]]:

@@ -13,22 +13,52 @@ refused. Plain payloads offer no replay protection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from faceobfuscator.client.protect import Aligner, ImageSource
-from faceobfuscator.client.protect import protect_photo as protect_image
+from faceobfuscator.client.protect import Aligner, ImageSource, ProtectedPhoto, protect_face
 from faceobfuscator.client.sealing import seal_request
-from faceobfuscator.errors import APIError, ConfigError, KeyPinError
+from faceobfuscator.errors import APIError, ConfigError, InputError, KeyPinError
 from faceobfuscator.protocol.challenge import Challenge
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
 from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.protocol.sealing import ServerPublicKey, pin_server_key
 
-__all__ = ["Client", "APIError", "Enrolment", "Verification", "Candidate", "Identification"]
+__all__ = [
+    "APIError",
+    "BatchEnrolmentError",
+    "Candidate",
+    "Client",
+    "Enrolment",
+    "Identification",
+    "Verification",
+]
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Why one photo of a batch could not be used."""
+
+    source: str
+    error: str
+
+
+class BatchEnrolmentError(InputError):
+    """Some photos of a batch enrolment could not be protected or enrolled; nothing of the
+    batch is left enrolled. ``problems`` names each photo and its error."""
+
+    def __init__(self, subject: str, problems: list[FileProblem], total: int) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{p.source}: {p.error}" for p in problems)
+        super().__init__(
+            f"nothing enrolled for {subject!r}: {len(problems)} of {total} photos failed ({listed})"
+        )
+
 
 _OCTET = {"Content-Type": PAYLOAD_MEDIA_TYPE}
 _SEALED = {"Content-Type": SEALED_MEDIA_TYPE}
@@ -158,13 +188,18 @@ class Client:
         params = {**params, "challenge": c.id}
         return self._call("POST", path, params=params, content=blob, headers=_SEALED)
 
-    def protect(self, image: ImageSource) -> bytes:
+    def protect(self, image: ImageSource, *, select: str = "largest") -> bytes:
         """The payload of a photo (path, encoded bytes or RGB array), made locally."""
+        return self.protect_face(image, select=select).payload
+
+    def protect_face(self, image: ImageSource, *, select: str = "largest") -> ProtectedPhoto:
+        """The payload of a photo and which face it was made from (``select``:
+        ``"largest"``, ``"central"``, or ``"single"`` to refuse several similar faces)."""
         if self._aligner is None:
             from faceobfuscator.client.alignment import FaceAligner
 
             self._aligner = FaceAligner(self.protocol)
-        return protect_image(image, self.protocol, aligner=self._aligner)
+        return protect_face(image, self.protocol, aligner=self._aligner, select=select)
 
     # subjects (administrator key)
 
@@ -182,9 +217,61 @@ class Client:
         self._created.discard(subject)
         self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}")
 
-    def enroll(self, subject: str, image: ImageSource, *, create: bool = True) -> Enrolment:
-        """Enrol a photo for ``subject``, creating the subject unless ``create=False``."""
-        return self.enroll_payload(subject, self.protect(image), create=create)
+    def enroll(
+        self, subject: str, image: ImageSource, *, create: bool = True, select: str = "single"
+    ) -> Enrolment:
+        """Enrol a photo for ``subject``, creating the subject unless ``create=False``.
+
+        By default (``select="single"``) a photo with more than one face of similar size is
+        refused (:class:`MultipleFacesError`, saying how many); pass ``"largest"`` or
+        ``"central"`` to choose one. The answer says which face was enrolled."""
+        photo = self.protect_face(image, select=select)
+        return replace(self.enroll_payload(subject, photo.payload, create=create), face=photo.face)
+
+    def enroll_many(
+        self,
+        subject: str,
+        images: Sequence[ImageSource],
+        *,
+        create: bool = True,
+        select: str = "single",
+    ) -> list[Enrolment]:
+        """Enrol several photos of ``subject``, all or nothing.
+
+        Every photo is protected first; if any fails, nothing is sent. If the server
+        refuses one, the templates already enrolled by this call are deleted again.
+
+        Raises:
+            BatchEnrolmentError: listing each failed photo and its error.
+        """
+        protected: list[ProtectedPhoto] = []
+        problems = []
+        for image in images:
+            try:
+                protected.append(self.protect_face(image, select=select))
+            except InputError as exc:
+                problems.append(FileProblem(_label(image), str(exc)))
+        if problems:
+            raise BatchEnrolmentError(subject, problems, len(images))
+        done: list[Enrolment] = []
+        for image, photo in zip(images, protected, strict=True):
+            try:
+                done.append(
+                    replace(
+                        self.enroll_payload(subject, photo.payload, create=create),
+                        face=photo.face,
+                    )
+                )
+            except APIError as exc:
+                for enrolment in done:
+                    self.delete_template(subject, enrolment.template_id)
+                problem = FileProblem(_label(image), str(exc))
+                raise BatchEnrolmentError(subject, [problem], len(images)) from None
+        return done
+
+    def delete_template(self, subject: str, template_id: int) -> None:
+        """Remove one enrolled template of ``subject``."""
+        self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}/templates/{template_id}")
 
     def enroll_payload(self, subject: str, payload: bytes, *, create: bool = True) -> Enrolment:
         if create and subject not in self._created:
@@ -200,17 +287,23 @@ class Client:
 
     # recognition (client or administrator key)
 
-    def verify(self, subject: str, image: ImageSource) -> Verification:
-        """1:1: is the face in ``image`` the enrolled ``subject``?"""
-        return self.verify_payload(subject, self.protect(image))
+    def verify(self, subject: str, image: ImageSource, *, select: str = "largest") -> Verification:
+        """1:1: is the face in ``image`` the enrolled ``subject``? The largest face is used
+        unless ``select`` says otherwise; the answer's ``face`` says which."""
+        photo = self.protect_face(image, select=select)
+        return replace(self.verify_payload(subject, photo.payload), face=photo.face)
 
     def verify_payload(self, subject: str, payload: bytes) -> Verification:
         out = self._send("verify", subject, "/v1/verify", payload, {"subject": subject})
         return Verification(out["subject"], out["score"], out["match"], out["threshold"])
 
-    def identify(self, image: ImageSource, *, top_k: int = 5) -> Identification:
-        """1:N: the ``top_k`` enrolled subjects most like the face in ``image``."""
-        return self.identify_payload(self.protect(image), top_k=top_k)
+    def identify(
+        self, image: ImageSource, *, top_k: int = 5, select: str = "largest"
+    ) -> Identification:
+        """1:N: the ``top_k`` enrolled subjects most like the face in ``image`` (the largest
+        unless ``select`` says otherwise; the answer's ``face`` says which)."""
+        photo = self.protect_face(image, select=select)
+        return replace(self.identify_payload(photo.payload, top_k=top_k), face=photo.face)
 
     def identify_payload(self, payload: bytes, *, top_k: int = 5) -> Identification:
         out = self._send("identify", "", "/v1/identify", payload, {"top_k": top_k})
@@ -221,3 +314,11 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/v1/health")
+
+
+def _label(image: ImageSource) -> str:
+    """How a batch error names a photo: its path, or its kind and size."""
+    if isinstance(image, bytes | bytearray):
+        return f"<{len(image)} bytes>"
+    shape = getattr(image, "shape", None)
+    return f"<array {shape}>" if shape is not None else str(image)

@@ -6,13 +6,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Candidate", "Enrolment", "Identification", "Verification"]
+__all__ = ["Candidate", "Enrolment", "FaceBox", "Identification", "Verification"]
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Which face of a photo a payload was made from (the SDK adds it to its answers; the
+    server never sees the photo): the box ``(x, y, width, height)`` in pixels of the
+    EXIF-rotated photo, and how many faces the detector found in it."""
+
+    box: tuple[int, int, int, int]
+    faces: int
 
 
 @dataclass(frozen=True)
 class Enrolment:
     subject: str
     template_id: int
+    face: FaceBox | None = None
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,7 @@ class Verification:
     score: float | None
     match: bool
     threshold: float
+    face: FaceBox | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,7 @@ class Identification:
 
     candidates: list[Candidate]
     threshold: float
+    face: FaceBox | None = None
 
     @property
     def best(self) -> Candidate | None:
@@ -56,9 +69,13 @@ class Identification:
         return best.subject if best is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``/v1/identify`` answer's shape: candidates, match, threshold."""
-        return {
+        """The ``/v1/identify`` answer's shape: candidates, match, threshold; and the face
+        the payload was made from when the SDK knows it."""
+        out: dict[str, Any] = {
             "candidates": [asdict(c) for c in self.candidates],
             "match": self.match,
             "threshold": self.threshold,
         }
+        if self.face is not None:
+            out["face"] = asdict(self.face)
+        return out
