@@ -103,3 +103,27 @@ def test_bin_shape_checks(tmp_path):
         read_bin(tmp_path / "odd.bin")
     with pytest.raises(FormatError, match="expected aligned"):
         decode_image(np.zeros((100, 100, 3), np.uint8))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("layout", ["bytes", "1-d", "(n, 1)", "(1, n)", "decoded", "CHW"])
+def test_bin_packs_in_every_layout_insightface_reads(tmp_path, rng, protocol, layout):
+    """Packs that store encoded JPEG/PNG bytes as uint8 arrays (n,) or (n, 1), as bytes,
+    or decoded arrays, all read back to the same faces."""
+    faces = smooth_face_like(rng, n=2)
+    png = [_encode(f, "PNG") for f in faces]
+    store = {
+        "bytes": lambda i: png[i],
+        "1-d": lambda i: np.frombuffer(png[i], np.uint8),
+        "(n, 1)": lambda i: np.frombuffer(png[i], np.uint8)[:, None],
+        "(1, n)": lambda i: np.frombuffer(png[i], np.uint8)[None, :],
+        "decoded": lambda i: faces[i],
+        "CHW": lambda i: faces[i].transpose(2, 0, 1).copy(),
+    }[layout]
+    write_bin(tmp_path / "p.bin", [store(0), store(1)], [True], protocol=protocol)
+    images, issame = read_bin(tmp_path / "p.bin")
+    assert issame.tolist() == [True]
+    for image, face in zip(images, faces, strict=True):
+        np.testing.assert_array_equal(decode_image(image), face)
+    with pytest.raises(FormatError, match="could not be decoded"):
+        decode_image(np.frombuffer(b"not an image at all, just text", np.uint8)[:, None])

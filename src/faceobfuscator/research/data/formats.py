@@ -312,20 +312,34 @@ def write_bin(
 def decode_image(data: bytes | np.ndarray, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """An encoded image or an array as uint8 RGB ``(size, size, 3)``, writable (for
     ``torch.from_numpy``). Bytes go through the client's one decoder,
-    :func:`faceobfuscator.client.images.load_image` (EXIF, 16-bit and mode handling)."""
+    :func:`faceobfuscator.client.images.load_image` (EXIF, 16-bit and mode handling).
+
+    As insightface's loaders do, a uint8 array of shape ``(n,)``, ``(n, 1)`` or ``(1, n)``
+    is taken for the encoded bytes of a JPEG or PNG (some packs store them so); other
+    arrays are decoded images, ``(H, W, 3)`` or ``(3, H, W)``."""
+    if isinstance(data, np.ndarray) and _holds_encoded(data):
+        data = data.tobytes()
     if isinstance(data, np.ndarray):
         arr = data
         if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
             arr = arr.transpose(1, 2, 0)
-    else:
+    elif isinstance(data, bytes | bytearray | memoryview):
         try:
             arr = load_image(bytes(data))
         except ImageError as exc:
             raise FormatError(f"image bytes could not be decoded: {exc}") from None
         if not arr.flags.writeable:
             arr = arr.copy()
+    else:
+        raise FormatError(f"expected image bytes or a uint8 array, got {type(data).__name__}")
     if arr.dtype != np.uint8 or arr.shape != (size, size, 3):
         raise FormatError(
             f"image is {arr.shape} {arr.dtype}; expected aligned ({size}, {size}, 3) uint8"
         )
     return arr
+
+
+def _holds_encoded(arr: np.ndarray) -> bool:
+    """A uint8 vector (``(n,)``, ``(n, 1)``, ``(1, n)``): an encoded image's bytes."""
+    vector = arr.ndim == 1 or (arr.ndim == 2 and 1 in arr.shape)
+    return arr.dtype == np.uint8 and vector and arr.size > 16
