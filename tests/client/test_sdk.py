@@ -156,3 +156,24 @@ def test_two_people_in_a_photo(http, keys, datasets_root):
     assert v.face is not None and v.face.box[0] < 176 and v.face.faces == 2
     right = user.identify(pair, select="central", top_k=1).to_dict()["face"]
     assert right["faces"] == 2 and len(right["box"]) == 4
+
+
+def test_unicode_names_round_trip_and_refusals_are_words(http, keys):
+    admin = Client("http://testserver", keys["admin"], http=http, aligner=CentreAligner())
+    user = Client("http://testserver", keys["client"], http=http, aligner=CentreAligner())
+    for i, name in enumerate(["José Müller", "O'Brien", "张伟", "Ελένη"]):
+        assert admin.enroll(name, FACES[i % 3]).subject == name
+        assert user.verify(name, FACES[i % 3]).match
+        assert admin.get_subject(name)["subject"] == name
+    nfd = "Jose\u0301 Müller"  # the same name typed with a combining accent
+    assert admin.enroll(nfd, FACES[0]).subject == "José Müller"
+    assert admin.get_subject("José Müller")["templates"] == 2
+    names = {s["subject"] for s in admin.list_subjects()["subjects"]}
+    assert names == {"José Müller", "O'Brien", "张伟", "Ελένη"}
+    raw = http.post("/v1/subjects", json={"subject": "bad\x07name"}, headers=admin._auth)
+    assert raw.status_code == 422
+    assert "control character" in raw.json()["detail"] and "[A-Za-z" not in raw.json()["detail"]
+    admin.delete_subject("O'Brien")
+    with pytest.raises(APIError) as err:
+        admin.get_subject("O'Brien")
+    assert err.value.status_code == 404

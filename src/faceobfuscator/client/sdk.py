@@ -25,6 +25,7 @@ from faceobfuscator.client.sealing import seal_request
 from faceobfuscator.errors import APIError, ConfigError, InputError, KeyPinError
 from faceobfuscator.protocol.challenge import Challenge
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.names import subject_name
 from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
 from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE, SEALED_MEDIA_TYPE
 from faceobfuscator.protocol.sealing import ServerPublicKey, pin_server_key
@@ -204,9 +205,11 @@ class Client:
     # subjects (administrator key)
 
     def create_subject(self, subject: str) -> dict[str, Any]:
+        subject = subject_name(subject)  # NFC, as the server stores it
         return self._call("POST", "/v1/subjects", json={"subject": subject})
 
     def get_subject(self, subject: str) -> dict[str, Any]:
+        subject = subject_name(subject)  # NFC, as the server stores it
         return self._call("GET", f"/v1/subjects/{quote(subject, safe='')}")
 
     def list_subjects(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -214,6 +217,7 @@ class Client:
 
     def delete_subject(self, subject: str) -> None:
         """Erase a subject and everything enrolled for it."""
+        subject = subject_name(subject)  # NFC, as the server stores it
         self._created.discard(subject)
         self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}")
 
@@ -271,9 +275,11 @@ class Client:
 
     def delete_template(self, subject: str, template_id: int) -> None:
         """Remove one enrolled template of ``subject``."""
+        subject = subject_name(subject)  # NFC, as the server stores it
         self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}/templates/{template_id}")
 
     def enroll_payload(self, subject: str, payload: bytes, *, create: bool = True) -> Enrolment:
+        subject = subject_name(subject)  # NFC, as the server stores it
         if create and subject not in self._created:
             try:
                 self.create_subject(subject)
@@ -294,6 +300,7 @@ class Client:
         return replace(self.verify_payload(subject, photo.payload), face=photo.face)
 
     def verify_payload(self, subject: str, payload: bytes) -> Verification:
+        subject = subject_name(subject)  # NFC, as the server stores it
         out = self._send("verify", subject, "/v1/verify", payload, {"subject": subject})
         return Verification(out["subject"], out["score"], out["match"], out["threshold"])
 

@@ -7,14 +7,15 @@ Payloads are not JSON: they travel as the raw request body with
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from faceobfuscator.protocol.names import subject_name
 from faceobfuscator.protocol.payload import PAYLOAD_MEDIA_TYPE
 
 __all__ = [
-    "SUBJECT_PATTERN",
+    "SubjectName",
     "ProtocolOut",
     "SealingOut",
     "ChallengeIn",
@@ -31,9 +32,14 @@ __all__ = [
     "ErrorOut",
 ]
 
-#: Subject names: 1-128 characters, letters, digits and ``. _ @ -``, starting with a letter
-#: or digit (they appear in URLs).
-SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+#: A subject name, NFC-normalised and checked by :func:`faceobfuscator.protocol.names.
+#: subject_name` (Unicode, 1-128 characters, no control characters or slashes); a refusal
+#: is a 422 whose message says in words what is wrong.
+SubjectName = Annotated[str, AfterValidator(subject_name)]
+
+
+def _challenge_subject(value: str) -> str:
+    return value if value == "" else subject_name(value)
 
 
 class _Out(BaseModel):
@@ -73,10 +79,8 @@ class ProtocolOut(_Out):
 class ChallengeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     operation: Literal["enroll", "verify", "identify"]
-    subject: str = Field(
-        default="",
-        pattern=r"^$|" + SUBJECT_PATTERN,
-        description="the subject to enrol or verify; empty for identify",
+    subject: Annotated[str, AfterValidator(_challenge_subject)] = Field(
+        default="", description="the subject to enrol or verify; empty for identify"
     )
 
 
@@ -102,7 +106,7 @@ class HealthOut(_Out):
 
 class SubjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subject: str = Field(pattern=SUBJECT_PATTERN, description="the subject's name")
+    subject: SubjectName = Field(description="the subject's name")
 
 
 class SubjectOut(_Out):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from faceobfuscator.server.deps import get_service, payload_for, require, scores_visible
 from faceobfuscator.server.keys import Role
 from faceobfuscator.server.routers._common import PAYLOAD_BODY, errors
-from faceobfuscator.server.schemas import SUBJECT_PATTERN, CandidateOut, IdentifyOut, VerifyOut
+from faceobfuscator.server.schemas import CandidateOut, IdentifyOut, SubjectName, VerifyOut
 from faceobfuscator.server.service import GalleryService
 
 router = APIRouter(
@@ -34,7 +34,7 @@ ScoresVisible = Annotated[bool, Depends(scores_visible)]
     "/verify", response_model=VerifyOut, openapi_extra=PAYLOAD_BODY, responses=errors(404, 409)
 )
 def verify(
-    subject: Annotated[str, Query(pattern=SUBJECT_PATTERN)],
+    subject: Annotated[SubjectName, Query()],
     payload: VerifyPayload,
     service: Service,
     show: ScoresVisible,

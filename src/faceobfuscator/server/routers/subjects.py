@@ -11,9 +11,9 @@ from faceobfuscator.server.deps import get_service, payload_for, require
 from faceobfuscator.server.keys import Role
 from faceobfuscator.server.routers._common import PAYLOAD_BODY, errors
 from faceobfuscator.server.schemas import (
-    SUBJECT_PATTERN,
     SubjectIn,
     SubjectList,
+    SubjectName,
     SubjectOut,
     TemplateList,
     TemplateOut,
@@ -29,7 +29,7 @@ router = APIRouter(
 )
 
 Service = Annotated[GalleryService, Depends(get_service)]
-Subject = Annotated[str, Path(pattern=SUBJECT_PATTERN)]
+Subject = Annotated[SubjectName, Path()]
 
 
 def _out(record: SubjectRecord) -> SubjectOut:
