@@ -31,6 +31,7 @@ __all__ = [
     "UnknownTemplateError",
     "PayloadTooLargeError",
     "StorageError",
+    "StorageFullError",
     "ModelMismatchError",
     "APIError",
     "FormatError",
@@ -157,6 +158,17 @@ class PayloadTooLargeError(PayloadError):
 
 class StorageError(FaceObfuscatorError):
     """The gallery database cannot be opened or used (HTTP 503)."""
+
+
+class StorageFullError(StorageError):
+    """The gallery's disk is full: the write was rolled back and nothing of it was stored
+    (HTTP 507). Writes succeed again, without a restart, once space is freed."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "the gallery's disk is full; nothing of this request was stored. Free space on "
+            "the database's disk and retry" + (f" ({detail})" if detail else "")
+        )
 
 
 class ModelMismatchError(FaceObfuscatorError):

@@ -25,6 +25,7 @@ from faceobfuscator.errors import (
     PayloadError,
     PayloadTooLargeError,
     StorageError,
+    StorageFullError,
     SubjectExistsError,
     UnknownSubjectError,
     UnknownTemplateError,
@@ -192,6 +193,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = next(c for t, c in _STATUS if isinstance(exc, t))
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
+    async def storage_full(request: Request, exc: Exception) -> JSONResponse:
+        log.error("gallery disk full: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+
     async def storage_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("storage unavailable: %s", exc)
         return JSONResponse(
@@ -210,4 +215,5 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(InputError, input_error)
     app.add_exception_handler(StorageError, storage_error)
+    app.add_exception_handler(StorageFullError, storage_full)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -92,7 +92,12 @@ class ChallengeOut(_Out):
 
 
 class HealthOut(_Out):
-    status: str
+    status: str = Field(description="ok, or degraded when the gallery storage has a problem")
+    storage: str = Field(
+        default="ok",
+        description="ok, or the storage problem (unreachable database, or a full disk since "
+        "the last write that failed; it clears when a write succeeds again)",
+    )
     model: str
     backend: str
     templates_indexed: int

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from faceobfuscator.errors import (
     NoTemplatesError,
     PayloadError,
     PayloadTooLargeError,
+    StorageFullError,
 )
 from faceobfuscator.protocol.obfuscation import check_sent_feature
 from faceobfuscator.protocol.outcomes import Candidate, Enrolment, Identification, Verification
@@ -35,6 +37,7 @@ from faceobfuscator.server.storage import ADD, SQLStorage, SubjectRecord, Templa
 __all__ = ["GalleryService", "Verification", "Identification", "Enrolment"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class GalleryService:
@@ -80,6 +83,8 @@ class GalleryService:
         self.follower_id = uuid.uuid4().hex  # this process in the followers table
         self._embed_lock = threading.Lock()
         self._pending: dict[int, np.ndarray] = {}
+        #: why the last write failed for want of disk space; None once a write succeeds
+        self.storage_problem: str | None = None
 
     # start-up and synchronisation
 
@@ -234,8 +239,19 @@ class GalleryService:
 
     # subjects
 
+    def _writing(self, write: Callable[[], _T]) -> _T:
+        """Run a gallery write, remembering a full disk for ``/v1/health`` until a write
+        succeeds again (no restart needed once space is freed)."""
+        try:
+            result = write()
+        except StorageFullError as exc:
+            self.storage_problem = str(exc)
+            raise
+        self.storage_problem = None
+        return result
+
     def create_subject(self, name: str) -> SubjectRecord:
-        return self.storage.create_subject(name)
+        return self._writing(lambda: self.storage.create_subject(name))
 
     def get_subject(self, name: str) -> SubjectRecord:
         return self.storage.get_subject(name)
@@ -265,15 +281,17 @@ class GalleryService:
         emb = self.embed_payload(data)
         sealer = self.sealer
         vault = self.vault
-        ref = self.storage.add_template(
-            name,
-            data,
-            protocol_hash=self.protocol.hash,
-            seal=None if sealer is None else (lambda tid: sealer.seal(tid, emb)),
-            model_hash="" if sealer is None else sealer.model_hash,
-            protect=None
-            if vault is None
-            else (lambda n, tid, p: vault.encrypt(p, subject=n, template_id=tid)),
+        ref = self._writing(
+            lambda: self.storage.add_template(
+                name,
+                data,
+                protocol_hash=self.protocol.hash,
+                seal=None if sealer is None else (lambda tid: sealer.seal(tid, emb)),
+                model_hash="" if sealer is None else sealer.model_hash,
+                protect=None
+                if vault is None
+                else (lambda n, tid, p: vault.encrypt(p, subject=n, template_id=tid)),
+            )
         )
         with self._sync_lock:
             self._pending[ref.template_id] = emb

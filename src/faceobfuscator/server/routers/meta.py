@@ -51,13 +51,16 @@ def protocol(service: Service, receiver: Receiver) -> ProtocolOut:
 def health(service: Service) -> HealthOut:
     """Liveness and the state of this process's index, after catching up with the
     database ("degraded" when the database cannot be reached)."""
+    storage = "ok"
     try:
         service.sync()
-        state = "ok"
-    except StorageError:
-        state = "degraded"
+    except StorageError:  # its message may name paths or hosts: not for a public endpoint
+        storage = "the gallery database is unavailable"
+    if service.storage_problem is not None:
+        storage = service.storage_problem
     return HealthOut(
-        status=state,
+        status="ok" if storage == "ok" else "degraded",
+        storage=storage,
         model=service.embedder.name,
         backend=type(service.storage).__name__,
         templates_indexed=len(service.index),

@@ -24,13 +24,19 @@ Queries use ``?`` placeholders; a back end may rewrite them (:attr:`SQLStorage.p
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from faceobfuscator.errors import SubjectExistsError, UnknownSubjectError, UnknownTemplateError
+from faceobfuscator.errors import (
+    StorageFullError,
+    SubjectExistsError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
 
 __all__ = ["SubjectRecord", "TemplateRef", "Change", "SQLStorage", "ADD", "DELETE"]
 
@@ -435,3 +441,18 @@ class SQLStorage:
 def _chunks(seq: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+_SQLITE_FULL = 13  # SQLITE_FULL
+_PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def disk_full(exc: BaseException) -> StorageFullError | None:
+    """The :class:`StorageFullError` that ``exc`` amounts to when it reports a full disk
+    (SQLite's SQLITE_FULL, PostgreSQL's disk_full, an ENOSPC ``OSError``), else None."""
+    full = (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+        or getattr(exc, "sqlstate", None) == _PG_DISK_FULL
+        or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+    )
+    return StorageFullError(type(exc).__name__) if full else None

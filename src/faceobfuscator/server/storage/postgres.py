@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from faceobfuscator.errors import StorageError
-from faceobfuscator.server.storage.base import SQLStorage
+from faceobfuscator.server.storage.base import SQLStorage, disk_full
 
 __all__ = ["PostgresStorage"]
 
@@ -114,7 +114,10 @@ class PostgresStorage(SQLStorage):
                     if write:
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                     yield cur
-            except self._psycopg.OperationalError:
+            except self._psycopg.OperationalError as exc:
+                full = disk_full(exc)  # a DiskFull rolls back; the connection stays usable
+                if full is not None:
+                    raise full from None
                 conn.close()
                 raise StorageError("the PostgreSQL gallery connection failed") from None
         finally:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faceobfuscator.errors import StorageError
-from faceobfuscator.server.storage.base import SQLStorage
+from faceobfuscator.server.storage.base import SQLStorage, disk_full
 
 __all__ = ["SQLiteStorage"]
 
@@ -105,14 +105,17 @@ class SQLiteStorage(SQLStorage):
     def _tx(self, begin: str) -> Iterator[sqlite3.Cursor]:
         conn = self._conn()
         cur = conn.cursor()
-        cur.execute(begin)
         try:
+            cur.execute(begin)
             yield cur
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
             conn.commit()
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            full = disk_full(exc)
+            if full is not None:
+                raise full from None
+            raise
         finally:
             cur.close()
 
