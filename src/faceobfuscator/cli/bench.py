@@ -31,8 +31,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, help="also write the JSON here")
     tr.set_defaults(func=_training)
 
+    d = kinds.add_parser(
+        "detectors", help="faces found and aligned on LFW and CFP, and latency, per detector"
+    )
+    d.add_argument("--root", type=Path, default=DATASETS_ROOT)
+    d.add_argument("--detector", default="yunet", help="yunet, hog or cnn")
+    d.add_argument("--sample", type=int, default=None, help="images per set (default all)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", type=Path, help="also write the JSON here")
+    d.set_defaults(func=_detectors)
+
+    ph = kinds.add_parser("photo", help="photo -> payload latency and memory by photo size")
+    ph.add_argument("--root", type=Path, default=DATASETS_ROOT)
+    ph.add_argument("--repeats", type=int, default=30)
+    ph.add_argument("--out", type=Path, help="also write the JSON here")
+    ph.set_defaults(func=_photo)
+
     _add_server_parser(kinds)
     _add_security_parser(kinds)
+
+
+def _emit(result: object, out: Path | None) -> int:
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _detectors(args: argparse.Namespace) -> int:
+    from faceobfuscator.research.bench.detectors import detector_comparison
+
+    result = detector_comparison(
+        args.root, detector=args.detector, sample=args.sample, seed=args.seed
+    )
+    return _emit(result, args.out)
+
+
+def _photo(args: argparse.Namespace) -> int:
+    from faceobfuscator.client.images import load_image
+    from faceobfuscator.research.bench.detectors import photo_latency
+
+    face = load_image(args.root / "lfw" / "Tony_Blair" / "Tony_Blair_0001.jpg")
+    return _emit(photo_latency(face, repeats=args.repeats), args.out)
 
 
 def _transform(args: argparse.Namespace) -> int:
