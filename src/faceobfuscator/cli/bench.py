@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--batch", type=int, default=32)
     tr.add_argument("--steps", type=int, default=3)
     tr.add_argument("--device", default="cpu")
+    tr.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32", "bf16+cl"],
+        help="fp32, bf16 (autocast), cl (channels-last), bf16+cl: each timed (default fp32 bf16+cl)",
+    )
     tr.add_argument("--out", type=Path, help="also write the JSON here")
     tr.set_defaults(func=_training)
 
@@ -103,20 +109,38 @@ def _transform(args: argparse.Namespace) -> int:
 def _training(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from faceobfuscator.errors import ConfigError
     from faceobfuscator.research.bench.training import training_throughput
 
-    combos = [(b, s) for b in args.backbones for s in args.schemes]
+    known = {"fp32", "bf16", "cl", "bf16+cl"}
+    if set(args.variants) - known:
+        raise ConfigError(
+            f"unknown variants {sorted(set(args.variants) - known)}; known: {sorted(known)}"
+        )
+    combos = [(b, s, v) for b in args.backbones for s in args.schemes for v in args.variants]
     rows = []
-    for backbone, scheme in tqdm(combos, desc="bench training", unit="model"):
-        rows.append(training_throughput(backbone, scheme, args.batch, args.steps, args.device))
+    for backbone, scheme, variant in tqdm(combos, desc="bench training", unit="run"):
+        row = training_throughput(
+            backbone,
+            scheme,
+            args.batch,
+            args.steps,
+            args.device,
+            amp="bf16" if "bf16" in variant else "none",
+            channels_last="cl" in variant,
+        )
+        rows.append({**row, "variant": variant})
     result = {"device": args.device, "batch": args.batch, "steps": args.steps, "runs": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'backbone':<14} {'scheme':<15} {'params':>10} {'train img/s':>12} {'infer img/s':>12}")
+    print(
+        f"{'backbone':<14} {'scheme':<15} {'variant':<8} {'params':>10} "
+        f"{'train img/s':>12} {'infer img/s':>12}"
+    )
     for r in rows:
         print(
-            f"{r['backbone']:<14} {r['scheme']:<15} {r['params']:>10,} "
+            f"{r['backbone']:<14} {r['scheme']:<15} {r['variant']:<8} {r['params']:>10,} "
             f"{r['train_images_per_s']:>12.1f} {r['inference_images_per_s']:>12.1f}"
         )
     return 0

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     v.add_argument("--batch-size", type=int, default=128)
+    v.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast of the network (about 2.5x on CPU)"
+    )
     v.add_argument("--seed", type=int, default=None, help="seed of the protection draws")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -56,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
+    r.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
     r.add_argument("--out", type=Path, default=Path("results/verification.json"))
     r.add_argument("--markdown", type=Path, default=Path("results/verification.md"))
     r.set_defaults(func=_results)
@@ -76,6 +80,7 @@ def _verify(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         seed=args.seed,
+        bf16=args.bf16,
         progress=True,
     )
     d = result.to_dict()
@@ -114,6 +119,7 @@ def _results(args: argparse.Namespace) -> int:
                     aligned_root=args.aligned,
                     device=args.device,
                     seed=args.seed,
+                    bf16=args.bf16,
                     progress=True,
                 )
                 rows.append(result.to_dict())

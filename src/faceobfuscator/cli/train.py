@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the epochs")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
     p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="end after this many steps (0: validate and save the initial network)",
+    )
+    p.add_argument(
         "--synthetic",
         type=int,
         default=None,
@@ -54,6 +60,8 @@ def _train(args: argparse.Namespace) -> int:
         changes["epochs"] = args.epochs
     if args.max_seconds:
         changes["max_seconds"] = args.max_seconds
+    if args.max_steps is not None:
+        changes["max_steps"] = args.max_steps
     if args.compile:
         changes["compile"] = True
     if changes:

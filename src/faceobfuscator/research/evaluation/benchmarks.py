@@ -143,13 +143,15 @@ def run_verification(
     batch_size: int = 128,
     seed: int | None = None,
     far: float = 1e-3,
+    bf16: bool = False,
     progress: bool = False,
 ) -> VerificationResult:
     """``faceobf eval verify``: load the model and benchmark, embed, score, k-fold.
 
     ``recovery=False`` is the paper's Table 5 ablation (only meaningful for schemes with a
     recovery step). ``seed`` fixes the protection draws (default: a secure random seed,
-    reported in the result)."""
+    reported in the result). ``bf16`` runs the network under bf16 autocast (the client's
+    protection and the server's recovery stay float32); reported in the result."""
     from faceobfuscator.recognition.modeldir import load_model
 
     if device == "auto":
@@ -166,8 +168,15 @@ def run_verification(
     )
     seed = secrets.randbits(63) if seed is None else seed
     generator = torch.Generator(device=device).manual_seed(seed)
+    autocast_type = torch.device(device).type
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        # only the network runs in bf16: the protection and recovery stay float32
+        with torch.autocast(autocast_type, dtype=torch.bfloat16, enabled=bf16):
+            return model.embed(x)
+
     combined, single = embed_faces(
-        model.embed,
+        embed,
         model.scheme,
         bench.faces,
         generator=generator,
@@ -196,6 +205,7 @@ def run_verification(
         "scheme": model.scheme.name,
         "backbone": model.backbone_name,
         "flip": flip,
+        "bf16": bf16,
         "seed": seed,
         "missing_pairs_by_fold": {str(k): v for k, v in bench.missing_pairs.items()},
         "images": int(bench.faces.shape[0]),
@@ -251,17 +261,21 @@ def tar_all_non_mated(
     """
     from faceobfuscator.research.evaluation.verification import threshold_at_far
 
-    e = embeddings.double().numpy()
+    e = embeddings.float().numpy()
     ids = np.unique(identities, return_inverse=True)[1]
-    i, j = np.triu_indices(len(ids), k=1)
-    non_mated = ids[i] != ids[j]
-    scores = np.einsum("nd,nd->n", e[i[non_mated]], e[j[non_mated]])
+    parts = []
+    for start in range(0, len(ids), 1024):  # row blocks keep memory at O(1024 * M)
+        block = e[start : start + 1024] @ e.T
+        rows = np.arange(start, start + len(block))[:, None]
+        upper = np.arange(len(ids))[None, :] > rows
+        parts.append(block[upper & (ids[rows] != ids[None, :])].astype(np.float64))
+    scores = np.concatenate(parts)
     threshold = threshold_at_far(scores, far)
     return {
         "tar": float(np.mean(mated_scores >= threshold)),
         "threshold": float(threshold),
         "far": float(np.mean(scores >= threshold)),
-        "n_non_mated": int(non_mated.sum()),
+        "n_non_mated": int(len(scores)),
         "n_mated": int(len(mated_scores)),
     }
 
