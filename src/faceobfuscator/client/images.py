@@ -51,13 +51,16 @@ def load_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> n
                     "downscale it (a face needs far fewer pixels)"
                 )
             opened.load()
-            img = ImageOps.exif_transpose(opened)
+            # in place, and no conversion of what is RGB already: each copy of a 24 MP photo
+            # costs 72 MB
+            ImageOps.exif_transpose(opened, in_place=True)
+            img = opened
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 wide = np.asarray(img, dtype=np.float64)
                 top = 65535.0 if wide.max(initial=0) > 255 else 255.0
                 grey = np.clip(np.rint(wide * (255.0 / top)), 0, 255).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
     except _TooLarge as exc:
         raise ImageError(str(exc)) from None
     except Exception as exc:  # PIL raises many unrelated types for bad data
