@@ -63,10 +63,28 @@ class _LfwAligner:
         self._aligner = FaceAligner(config)
         self.outcomes: dict[str, int] = {"detected": 0, "centre": 0}
 
-    def align(self, rgb: np.ndarray) -> np.ndarray:
-        face, outcome = self._aligner.align_or_centre(rgb, fallback="centre")
-        self.outcomes[outcome] += 1
-        return face
+    def faces(self, rgb: np.ndarray) -> list[Any]:
+        return self._aligner.faces(rgb)
+
+    def choose(self, faces: list[Any], shape: tuple[int, ...], *, select: str) -> Any:
+        """The detected face nearest the centre (LFW photos are pre-centred, and may show
+        a second person: ``select`` is not used), or a face at the fixed centre points
+        when none is usable (counted)."""
+        from faceobfuscator.client.alignment import centre_landmarks
+        from faceobfuscator.client.detection import Face
+        from faceobfuscator.errors import NoFaceError
+
+        try:
+            face = self._aligner.choose(faces, shape, select="central")
+            self.outcomes["detected"] += 1
+            return face
+        except NoFaceError:
+            self.outcomes["centre"] += 1
+            box = (0.0, 0.0, float(shape[1]), float(shape[0]))
+            return Face(box=box, landmarks=centre_landmarks(shape), score=0.0)
+
+    def warp(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+        return self._aligner.warp(rgb, points)
 
     def face(self, rgb: np.ndarray) -> np.ndarray:
         """The aligned face, uncounted (for the report)."""
