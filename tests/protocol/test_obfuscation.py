@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from faceobfuscator import (
     InputError,
@@ -16,9 +17,14 @@ from faceobfuscator import (
     recover,
     self_normalise,
 )
+from faceobfuscator.errors import PayloadError
 from faceobfuscator.protocol import obfuscation as obfuscation_module
 from faceobfuscator.protocol.config import safe_exponent_range
-from faceobfuscator.protocol.obfuscation import random_signs, recovery_exponent
+from faceobfuscator.protocol.obfuscation import (
+    check_sent_feature,
+    random_signs,
+    recovery_exponent,
+)
 from tests.helpers import smooth_face_like
 
 FAST = settings(max_examples=25, deadline=None)
@@ -219,3 +225,24 @@ def test_secure_draw_is_uniform_over_wide_ranges():
     assert counts.min() > 100 and counts.max() < 320  # 200 expected per value
     signs = random_signs((100_000,), (0, 999), None)
     assert float((signs > 0).double().mean()) == pytest.approx(0.5, abs=0.01)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float32,
+        (2, 4, 4),
+        elements=st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=True),
+    )
+)
+def test_fuzz_sent_feature_check_refuses_or_recovers_finite(values):
+    """Any finite float32 feature: refused with PayloadError, or recovered to finite values
+    whose every channel peaks in (1/2, 1] (b = 2, bias 0)."""
+    config = ProtocolConfig()
+    try:
+        recovered = check_sent_feature(values, config)
+    except PayloadError:
+        return
+    assert np.isfinite(recovered).all()
+    peak = np.abs(recovered).max(axis=(1, 2))
+    assert ((peak > 0.5) & (peak <= 1.0)).all()
