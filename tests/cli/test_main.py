@@ -29,7 +29,14 @@ def test_every_command_is_listed_and_bench_is_one_group() -> None:
         "keys", "privacy", "serve", "apikey", "train",
     }  # fmt: skip
     assert "bench-server" not in commands
-    assert set(_subcommands(commands["bench"])) == {"transform", "training", "server", "security"}
+    assert set(_subcommands(commands["bench"])) == {
+        "transform",
+        "training",
+        "server",
+        "security",
+        "detectors",
+        "photo",
+    }
     assert set(_subcommands(commands["data"])) >= {"prepare", "split", "pack"}
     assert len(COMMANDS) == len(set(COMMANDS))
 
