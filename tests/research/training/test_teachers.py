@@ -262,3 +262,27 @@ def test_max_steps_zero_saves_the_pretrained_network_validated(tmp_path, rng):
     ref = pretrained_sface(3).state_dict()
     for name, value in model.network.state_dict().items():
         torch.testing.assert_close(value, ref[name], msg=name)
+
+
+def test_sface_teacher_verifies_real_faces(datasets_root):
+    """The teacher's own accuracy on a small fixture of LFW pairs (fold 6: the first 12
+    mated and 12 non-mated pairs), aligned by the client's aligner."""
+    from faceobfuscator.client.alignment import FaceAligner
+    from faceobfuscator.client.images import load_image
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.research.data.datasets import lfw_pairs
+
+    pairs = [p for p in lfw_pairs(datasets_root / "lfw_meta") if p.fold == 6]
+    chosen = [p for p in pairs if p.same][:12] + [p for p in pairs if not p.same][:12]
+    aligner = FaceAligner(ProtocolConfig())
+    rels = sorted({r for p in chosen for r in (p.path_a, p.path_b)})
+    faces = np.stack(
+        [aligner.align(load_image(datasets_root / "lfw" / r), select="largest") for r in rels]
+    )
+    emb = teachers.get_teacher("sface").embed(faces)
+    index = {r: i for i, r in enumerate(rels)}
+    scores = np.array([emb[index[p.path_a]] @ emb[index[p.path_b]] for p in chosen])
+    same = np.array([p.same for p in chosen])
+    accuracy = np.mean((scores >= 0.363) == same)  # OpenCV Zoo's cosine threshold for SFace
+    assert accuracy >= 0.9, (accuracy, scores.round(2))
+    assert scores[same].mean() - scores[~same].mean() > 0.4
