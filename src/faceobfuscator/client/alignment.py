@@ -220,10 +220,14 @@ class PlausibilityGate:
             )
         inset = min(p[:, 0].min(), p[:, 1].min(), w - 1 - p[:, 0].max(), h - 1 - p[:, 1].max())
         if inset < self.margin * em:
+            where = (
+                f"{-inset:.0f} px outside the frame"
+                if inset < 0
+                else f"{inset:.0f} px from the edge, closer than {self.margin * em:.1f}"
+            )
             raise FaceQualityError(
                 f"the face is cut off by the edge of the {w}x{h} photo (a landmark lies "
-                f"{-inset:.0f} px outside or too close to the frame); "
-                "use a photo that shows the whole face"
+                f"{where}); use a photo that shows the whole face"
             )
         eyes = p[1] - p[0]
         down = p[3:5].mean(axis=0) - p[0:2].mean(axis=0)

@@ -339,7 +339,8 @@ def _summarise(
     counts = Counter(e.outcome for e in entries)
     total = len(entries)
     not_detected = counts["centre"] + counts["failed"]
-    reasons = Counter(e.reason for e in entries if e.outcome == "failed")
+    # one count per kind of reason: the text before its per-image details in brackets
+    reasons = Counter(str(e.reason).split(" (")[0] for e in entries if e.outcome == "failed")
     return {
         "dataset": name,
         "config_hash": config.hash,
