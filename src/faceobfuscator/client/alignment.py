@@ -226,7 +226,7 @@ class PlausibilityGate:
                 else f"{inset:.0f} px from the edge, closer than {self.margin * em:.1f}"
             )
             raise FaceQualityError(
-                f"the face is cut off by the edge of the {w}x{h} photo (a landmark lies "
+                f"the face is cut off by the edge of the photo ({w}x{h}; a landmark lies "
                 f"{where}); use a photo that shows the whole face"
             )
         eyes = p[1] - p[0]
