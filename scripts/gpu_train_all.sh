@@ -32,7 +32,7 @@ configs=()
 for s in "${SCHEMES[@]}"; do configs+=("configs/gpu-mobilefacenet-$s.json"); done
 "$PY" - "$PACK" "$BUDGET" "${configs[@]}" >"$ROOT/plan.json" <<'PYEOF'
 import json, sys
-from faceobfuscator.training.bench import plan_epochs
+from faceobfuscator.research.bench.training import plan_epochs
 pack, budget, paths = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 print(json.dumps(plan_epochs(paths, pack, 0.6 * budget / len(paths))))
 PYEOF

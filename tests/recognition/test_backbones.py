@@ -8,8 +8,10 @@ CHANNELS = (2, 3, 64)  # faceobfuscator, arcface, arcface-fd
 
 
 def test_registry():
-    assert list_backbones() == ["iresnet18", "iresnet50", "mobilefacenet"]
-    with pytest.raises(ConfigError, match="known: \\['iresnet18', 'iresnet50', 'mobilefacenet'\\]"):
+    assert list_backbones() == ["iresnet18", "iresnet50", "mobilefacenet", "sface"]
+    with pytest.raises(
+        ConfigError, match="known: \\['iresnet18', 'iresnet50', 'mobilefacenet', 'sface'\\]"
+    ):
         build_backbone("resnet9000", 3)
     with pytest.raises(ConfigError, match="already registered"):
         register_backbone("mobilefacenet", lambda c, e: torch.nn.Identity())

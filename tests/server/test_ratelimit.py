@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -50,7 +48,15 @@ def test_bad_limits_are_refused():
         RateLimiter(0, burst=1)
 
 
-def test_api_answers_429_with_retry_after_and_recovers(tmp_path, keys, key_hashes):
+def test_api_answers_429_with_retry_after_and_recovers(tmp_path, keys, key_hashes, monkeypatch):
+    from faceobfuscator.server import app as app_module
+
+    clock = _Clock()  # real time would refill the bucket on a slow machine
+    monkeypatch.setattr(
+        app_module,
+        "RateLimiter",
+        lambda rate, *, burst: RateLimiter(rate, burst=burst, clock=clock),
+    )
     settings = ServerSettings(
         model_dir=tmp_path,
         db_url=f"sqlite:///{tmp_path / 'g.db'}",
@@ -72,6 +78,6 @@ def test_api_answers_429_with_retry_after_and_recovers(tmp_path, keys, key_hashe
             c.post("/v1/identify", content=PROBE[0], headers=admin).status_code == 200
             for _ in range(4)
         )
-        time.sleep(0.25)  # one token back at 5/s
+        clock.now += 0.25  # one token back at 5/s
         assert c.post("/v1/identify", content=PROBE[0], headers=user).status_code == 200
         assert c.post("/v1/identify", content=PROBE[0], headers=user).status_code == 429

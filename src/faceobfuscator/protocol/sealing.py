@@ -168,7 +168,7 @@ class ServerKeyPair:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
             raise KeyFileError(
-                f"server key file {path} does not exist; make one with `faceobf keys new`"
+                f"server key file {path} does not exist; make one with `faceobf keys new-server`"
             ) from None
         if mode & 0o077:
             raise KeyFileError(

@@ -69,6 +69,7 @@ def test_results_table():
             "extra": {"model": f"models/{model}", "scheme": model},
             "n_pairs": 90,
             "missing_pairs": 10 if bench == "cfp-fp" else 0,
+            "tar_at_far": {"tar": mean - 0.1, "n_impostor": 45},
         }
 
     table = results_table(
@@ -85,6 +86,8 @@ def test_results_table():
     assert lines[3] == "| faceobfuscator | faceobfuscator | 85.00 ± 1.50 | - |"
     assert lines[4].startswith("| faceobfuscator | faceobfuscator, no recovery (Table 5) | 50.00")
     assert lines[-1] == "Pairs left out because a crop is missing: cfp-fp 10 of 100"
+    assert "| arcface | arcface | 80.0 (45) | 70.0 (45) |" in lines
+    assert "| faceobfuscator | faceobfuscator | 75.0 (45) | - |" in lines
 
 
 def test_tar_on_every_non_mated_comparison(rng):

@@ -231,7 +231,7 @@ def _tar_table(
         cells = []
         for b in benches:
             r = by_bench.get(b)
-            if r is None:
+            if r is None or "tar_at_far" not in r:  # results written before TAR was recorded
                 cells.append("-")
                 continue
             t = r["tar_at_far"]
