@@ -64,6 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--markdown", type=Path, default=Path("results/verification.md"))
     r.set_defaults(func=_results)
 
+    c = group.add_parser(
+        "curves",
+        help="training loss of several runs in one figure (PNG)",
+        description="Training loss against images seen, one line per run, from each run's "
+        "metrics.jsonl (LABEL=RUN_DIR).",
+    )
+    c.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
+    c.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    c.add_argument("--title", default="")
+    c.set_defaults(func=_curves)
+
 
 def _verify(args: argparse.Namespace) -> int:
     from faceobfuscator.research.data.split import parse_folds
@@ -143,3 +154,18 @@ def _protocol(config: dict):
     from faceobfuscator.protocol.config import ProtocolConfig
 
     return ProtocolConfig.from_dict(config["protocol"])
+
+
+def _curves(args: argparse.Namespace) -> int:
+    from faceobfuscator.errors import ConfigError
+    from faceobfuscator.research.training.report import plot_runs
+
+    logs: dict[str, str | Path] = {}
+    for spec in args.runs:
+        label, sep, run = spec.partition("=")
+        if not sep or not label or not run:
+            raise ConfigError(f"expected LABEL=RUN_DIR, got {spec!r}")
+        logs[label] = Path(run) / "metrics.jsonl"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(plot_runs(logs, args.out, title=args.title))
+    return 0

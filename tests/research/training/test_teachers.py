@@ -286,3 +286,18 @@ def test_sface_teacher_verifies_real_faces(datasets_root):
     accuracy = np.mean((scores >= 0.363) == same)  # OpenCV Zoo's cosine threshold for SFace
     assert accuracy >= 0.9, (accuracy, scores.round(2))
     assert scores[same].mean() - scores[~same].mean() > 0.4
+
+
+def test_curves_of_several_runs(tmp_path):
+    from faceobfuscator.research.training.report import MetricsLog, plot_runs
+
+    for name, losses in (("a", [0.9, 0.5, 0.3]), ("b", [0.8, 0.7])):
+        (tmp_path / name).mkdir()
+        log = MetricsLog(tmp_path / name / "metrics.jsonl")
+        for i, loss in enumerate(losses):
+            log.write("step", epoch=1, step=10 * (i + 1), loss=loss)
+        log.write("epoch", epoch=1, step=10 * len(losses), train_loss=loss, val_tar=0.5)
+    out = plot_runs({n: tmp_path / n / "metrics.jsonl" for n in "ab"}, tmp_path / "c.png")
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="no metrics log"):
+        plot_runs({"x": tmp_path / "missing.jsonl"}, tmp_path / "d.png")
