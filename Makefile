@@ -37,9 +37,10 @@ bench: venv
 	$(BIN)/faceobf bench training --out results/bench/training.json
 	$(BIN)/faceobf bench server --duration 15 --out results/bench/server.json
 
-# about 40 minutes on 2 CPU cores: LFW, CFP-FF and CFP-FP folds 6-10 for every committed model
+# about 40 minutes on 2 idle CPU cores (bf16): LFW, CFP-FF and CFP-FP folds 6-10 for the current models
+# (the first round's MobileFaceNets: results/verification-mobilefacenet.*)
 results: venv cache/aligned/lfw/summary.json cache/aligned/cfp/summary.json
-	$(BIN)/faceobf eval results --models models/mobilefacenet-arcface models/mobilefacenet-arcface-fd models/mobilefacenet-faceobfuscator --seed 0
+	$(BIN)/faceobf eval results --models models/sface-arcface models/sface-arcface-fd models/sface-faceobfuscator --bf16 --seed 0
 
 # aligned crops (git-ignored): LFW about 5 minutes, CFP about 20 on 2 cores
 cache/aligned/%/summary.json: | venv

@@ -32,7 +32,7 @@ from faceobfuscator.research.data.paths import HOME_ENV, TEST_FOLDS, project_hom
 __all__ = ["run_demo", "pick_people", "stored_view"]
 
 #: Where the committed trained model lives, relative to the repository root.
-MODEL_DIR = Path("models") / "mobilefacenet-faceobfuscator"
+MODEL_DIR = Path("models") / "sface-faceobfuscator"
 
 
 @dataclass
@@ -204,7 +204,7 @@ def run_demo(
     seed: int = 0,
 ) -> Path:
     """Run the demo and write ``server_demo.html`` and ``server_demo.json`` into ``out``;
-    returns the HTML report's path. ``model`` defaults to ``models/mobilefacenet-faceobfuscator``, or,
+    returns the HTML report's path. ``model`` defaults to ``models/sface-faceobfuscator``, or,
     when that is missing, a clearly labelled random (untrained) model."""
     from faceobfuscator.client.sdk import APIError, Client
     from faceobfuscator.recognition.modeldir import read_model_config
@@ -387,7 +387,7 @@ def _html(report: dict[str, Any], examples: list[dict[str, str]]) -> str:
     warn = ""
     if report["untrained_model"]:
         warn = (
-            '<p class="warn">No trained model was found at models/mobilefacenet-faceobfuscator: this run '
+            '<p class="warn">No trained model was found at models/sface-faceobfuscator: this run '
             "served a RANDOMLY INITIALISED model, so the accuracy below is at chance level. "
             "It shows the pipeline, not the method's accuracy.</p>"
         )
