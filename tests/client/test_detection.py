@@ -29,9 +29,9 @@ from faceobfuscator.errors import (
 )
 from faceobfuscator.protocol.config import ProtocolConfig
 
-#: SHA-256 of the 112x112x3 crops of these LFW images in cache/yunet/lfw.npz, made by the
-#: reference recipe /work/scratch/prep.py (scratch, not in the repository) whose crops the
-#: models are trained on. The package's aligner reproduced 300 of 300 random LFW, CFP and
+#: SHA-256 of the 112x112x3 crops of these LFW images made by the reference recipe (YuNet,
+#: Umeyama fit to the float32-rounded template, cv2.warpAffine; written out in plain OpenCV
+#: calls below) whose crops the sface-* models were trained on. The package's aligner reproduced 300 of 300 random LFW, CFP and
 #: AT&T crops of those caches bit-exactly (README, "Face detection").
 GOLDEN = {
     "Aaron_Peirsol/Aaron_Peirsol_0001.jpg": "88d1dc16d15485fa72b20cfb2057144ff2c115a66ef71608a27386d2852b9a3f",
