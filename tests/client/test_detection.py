@@ -30,9 +30,10 @@ from faceobfuscator.errors import (
 from faceobfuscator.protocol.config import ProtocolConfig
 
 #: SHA-256 of the 112x112x3 crops of these LFW images made by the reference recipe (YuNet,
-#: Umeyama fit to the float32-rounded template, cv2.warpAffine; written out in plain OpenCV
-#: calls below) whose crops the sface-* models were trained on. The package's aligner reproduced 300 of 300 random LFW, CFP and
-#: AT&T crops of those caches bit-exactly (README, "Face detection").
+#: Umeyama fit to the float32-rounded template, cv2.warpAffine; written out in plain
+#: OpenCV calls below) whose crops the sface-* models were trained on. The package's
+#: aligner reproduced 300 of 300 random LFW, CFP and AT&T reference crops bit-exactly
+#: (README, "Face detection").
 GOLDEN = {
     "Aaron_Peirsol/Aaron_Peirsol_0001.jpg": "88d1dc16d15485fa72b20cfb2057144ff2c115a66ef71608a27386d2852b9a3f",
     "Angelina_Jolie/Angelina_Jolie_0001.jpg": "757a51e388033992020552ea6411a1ceab172131fd83769d39f72b070966b494",
