@@ -4,8 +4,9 @@ extend: the first module to ask creates it, later ones add their actions to it."
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-__all__ = ["command_group"]
+__all__ = ["command_group", "named_paths"]
 
 
 def command_group(
@@ -20,3 +21,17 @@ def command_group(
         if isinstance(action, argparse._SubParsersAction):
             return action
     return parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+
+
+def named_paths(specs: list[str], *, form: str = "NAME=DIR") -> dict[str, Path]:
+    """``NAME=PATH`` arguments as a dict; a malformed one raises ``ConfigError`` naming
+    ``form``."""
+    from faceobfuscator.errors import ConfigError
+
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"expected {form}, got {spec!r}")
+        out[name] = Path(path)
+    return out

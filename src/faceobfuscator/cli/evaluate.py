@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from faceobfuscator.cli._groups import command_group
+from faceobfuscator.cli._groups import command_group, named_paths
 from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
 
 __all__ = ["register"]
@@ -157,15 +157,10 @@ def _protocol(config: dict):
 
 
 def _curves(args: argparse.Namespace) -> int:
-    from faceobfuscator.errors import ConfigError
     from faceobfuscator.research.training.report import plot_runs
 
-    logs: dict[str, str | Path] = {}
-    for spec in args.runs:
-        label, sep, run = spec.partition("=")
-        if not sep or not label or not run:
-            raise ConfigError(f"expected LABEL=RUN_DIR, got {spec!r}")
-        logs[label] = Path(run) / "metrics.jsonl"
+    runs = named_paths(args.runs, form="LABEL=RUN_DIR")
+    logs: dict[str, str | Path] = {label: run / "metrics.jsonl" for label, run in runs.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(plot_runs(logs, args.out, title=args.title))
     return 0

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from faceobfuscator.cli._groups import command_group
+from faceobfuscator.cli._groups import command_group, named_paths
 from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT, TRAIN_PACK
 
 __all__ = ["register"]
@@ -86,23 +86,11 @@ def _pack(args: argparse.Namespace) -> int:
         split_path=args.split,
         quality=args.quality,
         min_images=args.min_images,
-        labelled_extra=_named_folders(args.labelled_extra),
-        extra=_named_folders(args.extra),
+        labelled_extra=named_paths(args.labelled_extra),
+        extra=named_paths(args.extra),
         teachers=args.teacher,
         cache_dir=args.cache,
         progress=True,
     )
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _named_folders(specs: list[str]) -> dict[str, Path]:
-    from faceobfuscator.errors import ConfigError
-
-    out = {}
-    for spec in specs:
-        name, sep, folder = spec.partition("=")
-        if not sep or not name or not folder:
-            raise ConfigError(f"expected NAME=DIR, got {spec!r}")
-        out[name] = Path(folder)
-    return out
