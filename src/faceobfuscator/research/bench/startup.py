@@ -86,7 +86,7 @@ def startup_bench(
         "index": index_kind,
         "indexed": indexed,
         "fill_s": round(fill_s, 1),
-        "startup_s": round(startup_s, 1),
+        "startup_s": round(startup_s, 3),
         "db_bytes_per_template": round(db_bytes / n, 1),
         "sealed_embedding_bytes": len(sealer.seal(1, np.zeros(dim, np.float32))),
         "cpus": os.cpu_count(),
