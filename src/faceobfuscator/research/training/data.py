@@ -156,13 +156,14 @@ def _extra_images(folder: Path, labelled: bool, name: str) -> list[tuple[str, Pa
 
 
 def _read_pngs(paths: Sequence[Path], progress: bool) -> np.ndarray:
-    from PIL import Image
+    """Aligned crops through the project's one decoder (as :func:`load_aligned` reads them)."""
     from tqdm import tqdm
+
+    from faceobfuscator.research.data.formats import decode_image
 
     faces = np.empty((len(paths), _SIZE, _SIZE, 3), np.uint8)
     for i, path in enumerate(tqdm(paths, desc="reading crops", disable=not progress)):
-        with Image.open(path) as im:
-            faces[i] = np.asarray(im.convert("RGB"))
+        faces[i] = decode_image(path.read_bytes(), _SIZE)
     return faces
 
 
