@@ -301,3 +301,37 @@ def test_curves_of_several_runs(tmp_path):
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="no metrics log"):
         plot_runs({"x": tmp_path / "missing.jsonl"}, tmp_path / "d.png")
+
+
+def test_init_model_continues_from_a_model_directory(tmp_path, rng):
+    """``init = "model"`` starts from a model directory's weights (max_steps 0 saves them
+    unchanged); a directory of another scheme is refused with ConfigError."""
+    from faceobfuscator.recognition.modeldir import load_model
+    from tests.research.training.toys import _toy_dataset
+
+    aligned, split = _toy_dataset(tmp_path, rng)
+    write_pack(tmp_path / "p.npz", aligned_root=aligned, split_path=split)
+    base = {
+        "backbone": "sface",
+        "embedding_size": 128,
+        "data": {"pack": str(tmp_path / "p.npz")},
+        "batch_size": 8,
+        "validation": {"min_images": 4, "per_identity": 2, "max_identities": 6},
+        "device": "cpu",
+    }
+    first = TrainConfig.from_dict({**base, "scheme": "arcface-fd", "max_steps": 1})
+    source = train(first, tmp_path / "a", progress=False)
+    cont = TrainConfig.from_dict(
+        {**base, "scheme": "arcface-fd", "init": "model", "init_model": str(source), "max_steps": 0}
+    )
+    model = load_model(train(cont, tmp_path / "b", progress=False))
+    ref = load_model(source).network.state_dict()
+    for name, value in model.network.state_dict().items():
+        torch.testing.assert_close(value, ref[name], msg=name)
+    other = TrainConfig.from_dict(
+        {**base, "scheme": "arcface", "init": "model", "init_model": str(source), "max_steps": 0}
+    )
+    with pytest.raises(ConfigError, match="init_model"):
+        train(other, tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match="init_model"):
+        TrainConfig.from_dict({**base, "scheme": "arcface", "init": "model"})

@@ -32,7 +32,7 @@ _AMP = ("none", "bf16", "fp16")
 _DEVICES = ("auto", "cpu", "cuda")
 _OPTIMIZERS = ("sgd", "adamw")
 _SCHEDULES = ("poly", "cosine")
-_INITS = ("scratch", "pretrained")
+_INITS = ("scratch", "pretrained", "model")
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,12 @@ class TrainConfig:
         batch_size: global batch (split evenly over DDP processes).
         amp: ``bf16``/``fp16`` autocast of the network (the obfuscation and recovery always
             run in float32); on CPU only ``bf16`` applies (fast on AVX-512-BF16).
-        init: ``scratch`` or ``pretrained`` (the backbone's published weights, see
-            :func:`~faceobfuscator.recognition.backbones.load_pretrained_weights`).
+        init: ``scratch``, ``pretrained`` (the backbone's published weights, see
+            :func:`~faceobfuscator.recognition.backbones.load_pretrained_weights`) or
+            ``model`` (continue from the model directory ``init_model``: same scheme,
+            backbone, channels, embedding size and protocol; every tensor counts as
+            pretrained for ``optim.pretrained_lr_scale``; the schedule starts anew).
+        init_model: the model directory for ``init = "model"``.
         distill: train towards a teacher's embeddings (see :class:`DistillConfig`);
             ``None`` trains with the ArcFace loss alone.
         augment: augmentation before protection; ``None``: a random mirror only.
@@ -204,6 +208,7 @@ class TrainConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     init: str = "scratch"
+    init_model: str | None = None
     distill: DistillConfig | None = None
     augment: AugmentConfig | None = None
     device: str = "auto"
@@ -237,6 +242,8 @@ class TrainConfig:
             p.append(f"max_steps={self.max_steps} must be >= 0")
         if self.init not in _INITS:
             p.append(f"init={self.init!r}; expected one of {list(_INITS)}")
+        if (self.init == "model") != (self.init_model is not None):
+            p.append('init_model names a model directory exactly when init = "model"')
         if self.distill is not None:
             d = self.distill
             if (

@@ -27,7 +27,7 @@ from torch import nn
 
 from faceobfuscator.errors import ConfigError
 from faceobfuscator.recognition.backbones import build_backbone, load_pretrained_weights
-from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, save_model, unwrap
+from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, load_model, save_model, unwrap
 from faceobfuscator.recognition.schemes import Scheme, get_scheme
 from faceobfuscator.research.evaluation.verification import best_threshold, embed_faces, tar_at_far
 from faceobfuscator.research.training.augment import augment_faces
@@ -233,6 +233,8 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     loaded: set[str] = set()
     if config.init == "pretrained":
         loaded = load_pretrained_weights(config.backbone, network)
+    elif config.init == "model":
+        loaded = _load_model_weights(config, network)
     targets = _teacher_targets(config, data, device)
     head: ArcFaceHead | None = None
     if config.distill is None or config.distill.arcface_weight > 0:
@@ -283,6 +285,31 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
         targets=targets,
         pretrained=len(loaded),
     )
+
+
+def _load_model_weights(config: TrainConfig, network: nn.Module) -> set[str]:
+    """Load ``config.init_model``'s weights into ``network`` and return the tensor names.
+
+    Raises:
+        ConfigError: the directory is unreadable or holds another scheme, backbone,
+            protocol or shape than this run.
+    """
+    source = load_model(str(config.init_model))
+    mine = (config.scheme, config.backbone, config.protocol_config.hash)
+    theirs = (source.scheme.name, source.config["backbone"], source.scheme.protocol.hash)
+    if mine != theirs:
+        raise ConfigError(
+            f"init_model {config.init_model} is (scheme, backbone, protocol) {theirs[:2]} "
+            f"protocol {theirs[2][:12]}; this run is {mine[:2]} protocol {mine[2][:12]}"
+        )
+    state = unwrap(source.network).state_dict()
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"init_model {config.init_model} does not fit this network:\n{exc}"
+        ) from None
+    return set(state)
 
 
 def _teacher_targets(config: TrainConfig, data: Any, device: torch.device) -> torch.Tensor | None:
