@@ -1,13 +1,16 @@
 """Model directories: an embedding network's weights (``model.safetensors``, no
-classification head) and a ``config.json`` holding everything needed to use it (scheme,
-backbone, protocol configuration and its hash, decision threshold, metrics, the command
-that made it).
+classification head), the scheme's trainable parts when it has any
+(``scheme.safetensors``, see :meth:`~faceobfuscator.recognition.schemes.Scheme.parts`)
+and a ``config.json`` holding everything needed to use it (scheme, backbone, protocol
+configuration and its hash, the parts' file and SHA-256, decision threshold, metrics, the
+command that made it).
 
 :func:`load_model` never unpickles anything: weights come from safetensors only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,17 +30,21 @@ from faceobfuscator.recognition.schemes import Scheme, get_scheme, list_schemes
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
+    "PARTS_NAME",
     "MODEL_FORMAT",
     "RecognitionModel",
     "save_model",
     "load_model",
     "read_model_config",
+    "load_scheme_parts",
+    "load_scheme",
     "make_random_model",
     "unwrap",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+PARTS_NAME = "scheme.safetensors"
 MODEL_FORMAT = "faceobfuscator-model/1"
 _REQUIRED = ("format", "scheme", "backbone", "in_channels", "embedding_size", "protocol")
 
@@ -68,13 +75,22 @@ def save_model(
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     command: str | None = None,
+    scheme_parts: nn.Module | None = None,
 ) -> Path:
     """Write ``backbone``'s weights and its ``config.json`` into ``directory`` (created if
     needed; files replaced atomically). ``command`` defaults to this process's command line.
-    Returns the directory."""
+    ``scheme_parts``: the trained parts of a scheme that has them (the training run's
+    ``scheme.parts()``); left out, a fresh scheme's initial parts are saved. Returns the
+    directory.
+
+    Raises:
+        ConfigError: unknown scheme or backbone, a non-finite threshold, parts given to a
+            scheme without parts, or parts that do not fit the scheme's.
+    """
     from safetensors.torch import save as st_save
 
     scheme = get_scheme(scheme_name, protocol)
+    parts_state = _parts_state(scheme, scheme_parts)
     if backbone_name not in list_backbones():
         raise ConfigError(f"unknown backbone {backbone_name!r}; known: {list_backbones()}")
     if threshold is not None and not math.isfinite(threshold):
@@ -97,9 +113,29 @@ def save_model(
         "command": command if command is not None else shlex.join(sys.argv),
         "extra": extra or {},
     }
+    if parts_state is not None:
+        blob = st_save(parts_state, metadata={"format": MODEL_FORMAT, "scheme": scheme.name})
+        config["scheme_parts"] = {"file": PARTS_NAME, "sha256": hashlib.sha256(blob).hexdigest()}
+        _write_atomic(out / PARTS_NAME, blob)
     _write_atomic(out / WEIGHTS_NAME, st_save(state, metadata={"format": MODEL_FORMAT}))
     _write_atomic(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     return out
+
+
+def _parts_state(scheme: Scheme, given: nn.Module | None) -> dict[str, torch.Tensor] | None:
+    mine = scheme.parts()
+    if mine is None:
+        if given is not None:
+            raise ConfigError(f"scheme {scheme.name!r} has no trainable parts to save")
+        return None
+    state = unwrap(given if given is not None else mine).state_dict()
+    expected = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        raise ConfigError(
+            f"the parts given do not fit scheme {scheme.name!r}: tensors {got}, expected {expected}"
+        )
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def _embedding_size(state: dict[str, torch.Tensor]) -> int:
@@ -190,14 +226,63 @@ class RecognitionModel:
         )
 
 
+def load_scheme_parts(directory: str | Path, scheme: Scheme, config: dict[str, Any]) -> None:
+    """Load the trained parts of ``directory`` (``config`` its :func:`read_model_config`)
+    into ``scheme.parts()``, after checking the file's SHA-256; nothing for a scheme
+    without parts.
+
+    Raises:
+        ConfigError: the scheme has parts and the directory none (or the reverse), the file
+            is missing, altered (hash mismatch) or does not fit the scheme's parts.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    parts, entry = scheme.parts(), config.get("scheme_parts")
+    if parts is None and entry is None:
+        return
+    if parts is None or not isinstance(entry, dict):
+        has = "has" if entry else "has no"
+        wants = "needs them" if parts is not None else "has none"
+        raise ConfigError(
+            f"{directory} {has} scheme parts but scheme {scheme.name!r} {wants}; "
+            "the directory was written for another version of the scheme"
+        )
+    path = Path(directory) / str(entry.get("file", PARTS_NAME))
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; the model directory is incomplete")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+        raise ConfigError(f"{path}: SHA-256 differs from config.json; the file was altered")
+    try:
+        parts.load_state_dict(st_load(blob), strict=True)
+    except (SafetensorError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"{path} does not fit scheme {scheme.name!r}'s parts:\n{exc}") from None
+
+
+def load_scheme(directory: str | Path) -> Scheme:
+    """The scheme of a model directory with its trained parts loaded (in eval mode, on the
+    CPU), without building the network: what a client or an attacker's copy of the
+    client needs."""
+    config = read_model_config(directory)
+    scheme = get_scheme(config["scheme"], ProtocolConfig.from_dict(config["protocol"]))
+    load_scheme_parts(directory, scheme, config)
+    parts = scheme.parts()
+    if parts is not None:
+        parts.eval()
+    return scheme
+
+
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> RecognitionModel:
-    """Load a model directory written by :func:`save_model` (safetensors only)."""
+    """Load a model directory written by :func:`save_model` (safetensors only); the
+    scheme's trained parts (if any) are loaded too, on ``device`` and in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config = read_model_config(directory)
     protocol = ProtocolConfig.from_dict(config["protocol"])
     scheme = get_scheme(config["scheme"], protocol)
+    load_scheme_parts(directory, scheme, config)
     if config["in_channels"] != scheme.in_channels:
         raise ConfigError(
             f"{directory}: in_channels {config['in_channels']} but scheme {scheme.name!r} "
@@ -219,6 +304,9 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
             f"channels and {config['embedding_size']}-d embeddings:\n{exc}"
         ) from None
     dev = torch.device(device)
+    parts = scheme.parts()
+    if parts is not None:
+        parts.to(dev).eval()
     return RecognitionModel(network.to(dev), scheme, config, dev)
 
 

@@ -9,6 +9,36 @@ every load still gets a fresh random draw; :meth:`Scheme.client_features` chains
 
 Schemes are registered by name (:func:`register_scheme`); :func:`get_scheme` builds one for
 a protocol configuration.
+
+Trainable parts. A scheme may own an ``nn.Module`` of trainable parts (:meth:`Scheme.parts`:
+Cloak's noise, a learned budget, a client network, a shadow attacker), used by its own
+methods. The training loop treats every scheme alike: it moves the parts to the device,
+adds their parameters to the optimiser beside the server network's, adds
+:meth:`Scheme.training_loss` (the scheme's own objective, or ``None``) to the recognition
+loss, and switches the parts between train and eval mode with the network. Model
+directories save them beside the network (``scheme.safetensors``, its SHA-256 in
+``config.json``) and :func:`~faceobfuscator.recognition.modeldir.load_model` restores them
+into ``model.scheme``, so evaluation and the privacy harness use the trained parts. Example::
+
+    class NoisyScheme(ArcFaceScheme):
+        name = "noisy"
+
+        def __init__(self, protocol):
+            super().__init__(protocol)
+            self.noise = nn.Module()
+            self.noise.log_scale = nn.Parameter(torch.full((3, 1, 1), -3.0))
+
+        def parts(self):
+            return self.noise
+
+        def randomise(self, encoded, *, generator):
+            eps = torch.randn(encoded.shape, generator=generator, device=encoded.device)
+            return encoded + self.noise.log_scale.exp() * eps
+
+        def training_loss(self, *, faces, sent):
+            return -0.1 * self.noise.log_scale.mean()  # more noise is better
+
+    register_scheme("noisy", NoisyScheme)
 """
 
 from __future__ import annotations
@@ -16,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from faceobfuscator.errors import ConfigError, InputError
 from faceobfuscator.protocol.config import ProtocolConfig
@@ -26,6 +57,7 @@ from faceobfuscator.registry import Registry
 
 __all__ = [
     "Scheme",
+    "check_faces",
     "ArcFaceScheme",
     "ArcFaceFDScheme",
     "FaceObfuscatorScheme",
@@ -35,7 +67,12 @@ __all__ = [
 ]
 
 
-def _check_faces(faces: torch.Tensor, protocol: ProtocolConfig) -> torch.Tensor:
+def check_faces(faces: torch.Tensor, protocol: ProtocolConfig) -> torch.Tensor:
+    """``faces`` if it is aligned uint8 ``(N, S, S, 3)`` for ``protocol``.
+
+    Raises:
+        InputError: anything else (the message says what was received).
+    """
     s = protocol.image_size
     if not isinstance(faces, torch.Tensor):
         raise InputError(f"expected a torch tensor of faces, got {type(faces).__name__}")
@@ -88,6 +125,23 @@ class Scheme:
         """What the server stores of what the client sent (here: all of it)."""
         return sent
 
+    def parts(self) -> nn.Module | None:
+        """The scheme's trainable parts (one module, the same object on every call), or
+        ``None`` (the default: nothing to train but the server network). The scheme's
+        methods use the parts wherever they are (their device, train or eval mode)."""
+        return None
+
+    def training_loss(self, *, faces: torch.Tensor, sent: torch.Tensor) -> torch.Tensor | None:
+        """The scheme's own training objective, a float32 scalar added to the recognition
+        loss (e.g. Cloak's reward for more noise), or ``None`` (the default).
+
+        Args:
+            faces: the uint8 faces ``(N, S, S, 3)`` of the batch, after augmentation.
+            sent: what the client sent for them, :meth:`client_features` ``(N, C, S, S)``,
+                differentiable in the parts' parameters.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, protocol={self.protocol.hash[:12]})"
 
@@ -100,7 +154,7 @@ class ArcFaceScheme(Scheme):
     in_channels = 3
 
     def encode(self, faces: torch.Tensor) -> torch.Tensor:
-        x = _check_faces(faces, self.protocol)
+        x = check_faces(faces, self.protocol)
         lo, hi = self.protocol.pixel_range
         rgb = x.permute(0, 3, 1, 2).to(torch.float32)
         return rgb.mul_((hi - lo) / 255.0).add_(lo).contiguous()
@@ -122,7 +176,7 @@ class ArcFaceFDScheme(Scheme):
         self._channels = tuple(range(self.in_channels))
 
     def encode(self, faces: torch.Tensor) -> torch.Tensor:
-        grey = to_greyscale(_check_faces(faces, self.protocol), self.protocol)
+        grey = to_greyscale(check_faces(faces, self.protocol), self.protocol)
         chans = fast_transform(grey, self.protocol, channels=self._channels)
         return self_normalise(chans, self.protocol)
 
@@ -140,7 +194,7 @@ class FaceObfuscatorScheme(Scheme):
         self.in_channels = protocol.n_channels
 
     def encode(self, faces: torch.Tensor) -> torch.Tensor:
-        return normalised_features(_check_faces(faces, self.protocol), self.protocol)
+        return normalised_features(check_faces(faces, self.protocol), self.protocol)
 
     def randomise(self, encoded: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         # a generator on the features' device keeps the draw there (fast on a GPU)

@@ -8,7 +8,13 @@ Output directory layout::
     OUT/checkpoint/          after every epoch: model.safetensors + config.json (a model
                              directory) and train_state.pt (head, optimiser, step; read
                              back with ``weights_only=True``)
-    OUT/model/               the final model directory (embedding network only)
+    OUT/model/               the final model directory (embedding network and the
+                             scheme's trained parts, if it has any)
+
+A scheme's trainable parts (:meth:`~faceobfuscator.recognition.schemes.Scheme.parts`) train
+with the network, whatever the scheme: their parameters join the optimiser (at ``lr``), its
+:meth:`~faceobfuscator.recognition.schemes.Scheme.training_loss` joins the loss, they follow
+the network into eval mode for validation, and they are saved and resumed with it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ from torch import nn
 
 from faceobfuscator.errors import ConfigError
 from faceobfuscator.recognition.backbones import build_backbone, load_pretrained_weights
-from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, load_model, save_model, unwrap
+from faceobfuscator.recognition.modeldir import (
+    WEIGHTS_NAME,
+    load_model,
+    load_scheme_parts,
+    read_model_config,
+    save_model,
+    unwrap,
+)
 from faceobfuscator.recognition.schemes import Scheme, get_scheme
 from faceobfuscator.research.evaluation.verification import best_threshold, embed_faces, tar_at_far
 from faceobfuscator.research.training.augment import augment_faces
@@ -42,7 +55,7 @@ from faceobfuscator.research.training.step import (
     autocast,
     distill_loss,
     embedder,
-    network_input,
+    scheme_step,
 )
 
 __all__ = ["train", "resolve_device", "validate"]
@@ -105,13 +118,15 @@ def validate(
     if len(labels) < 2 or len(np.unique(labels)) in (1, len(labels)):
         return {}
     was_training = network.training
-    network.eval()
+    parts = scheme.parts()
+    _set_mode(network, parts, training=False)
     embed = embedder(network, device, config.amp, config.channels_last)
     flip = config.validation.flip
-    combined, single = embed_faces(
-        embed, scheme, faces, generator=generator, flip=flip, batch_size=256
-    )
-    network.train(was_training)
+    with torch.no_grad():
+        combined, single = embed_faces(
+            embed, scheme, faces, generator=generator, flip=flip, batch_size=256
+        )
+    _set_mode(network, parts, training=was_training)
     emb = combined if flip else single
     i, j = np.triu_indices(len(labels), k=1)
     scores = (emb @ emb.T).double().numpy()[i, j]
@@ -132,6 +147,12 @@ def validate(
     }
 
 
+def _set_mode(network: nn.Module, parts: nn.Module | None, *, training: bool) -> None:
+    network.train(training)
+    if parts is not None:
+        parts.train(training)
+
+
 def _save_checkpoint(out: Path, payload: dict[str, Any], **model_kwargs: Any) -> None:
     tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -143,7 +164,11 @@ def _save_checkpoint(out: Path, payload: dict[str, Any], **model_kwargs: Any) ->
 
 
 def _load_checkpoint(
-    out: Path, network: nn.Module, head: nn.Module | None, optimiser: torch.optim.Optimizer
+    out: Path,
+    network: nn.Module,
+    head: nn.Module | None,
+    optimiser: torch.optim.Optimizer,
+    scheme: Scheme,
 ) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -152,6 +177,7 @@ def _load_checkpoint(
         raise ConfigError(f"--resume: no checkpoint in {ckpt}")
     state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
     network.load_state_dict(load_file(str(ckpt / WEIGHTS_NAME)))
+    load_scheme_parts(ckpt, scheme, read_model_config(ckpt))
     try:
         if head is not None:
             head.load_state_dict(state["head"])
@@ -234,7 +260,10 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     if config.init == "pretrained":
         loaded = load_pretrained_weights(config.backbone, network)
     elif config.init == "model":
-        loaded = _load_model_weights(config, network)
+        loaded = _load_model_weights(config, network, scheme)
+    parts = scheme.parts()
+    if parts is not None:
+        parts.to(device).train()
     targets = _teacher_targets(config, data, device)
     head: ArcFaceHead | None = None
     if config.distill is None or config.distill.arcface_weight > 0:
@@ -248,11 +277,11 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     ).to(device)
     if config.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimiser = _optimiser(config, network, head, loaded)
+    optimiser = _optimiser(config, network, head, loaded, parts)
     log = MetricsLog(out / "metrics.jsonl")
     start_epoch = step = 0
     if resume:
-        state = _load_checkpoint(out, network, head, optimiser)
+        state = _load_checkpoint(out, network, head, optimiser, scheme)
         start_epoch, step = int(state["epoch"]), int(state["step"])
         if dist.main:
             log.truncate_after(start_epoch)
@@ -287,8 +316,9 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     )
 
 
-def _load_model_weights(config: TrainConfig, network: nn.Module) -> set[str]:
-    """Load ``config.init_model``'s weights into ``network`` and return the tensor names.
+def _load_model_weights(config: TrainConfig, network: nn.Module, scheme: Scheme) -> set[str]:
+    """Load ``config.init_model``'s weights into ``network`` (and its scheme parts into
+    ``scheme``'s) and return the network's tensor names.
 
     Raises:
         ConfigError: the directory is unreadable or holds another scheme, backbone,
@@ -309,6 +339,7 @@ def _load_model_weights(config: TrainConfig, network: nn.Module) -> set[str]:
         raise ConfigError(
             f"init_model {config.init_model} does not fit this network:\n{exc}"
         ) from None
+    load_scheme_parts(str(config.init_model), scheme, source.config)
     return set(state)
 
 
@@ -333,16 +364,22 @@ def _teacher_targets(config: TrainConfig, data: Any, device: torch.device) -> to
 
 
 def _optimiser(
-    config: TrainConfig, network: nn.Module, head: nn.Module | None, loaded: set[str]
+    config: TrainConfig,
+    network: nn.Module,
+    head: nn.Module | None,
+    loaded: set[str],
+    parts: nn.Module | None = None,
 ) -> torch.optim.Optimizer:
     """SGD or AdamW with two parameter groups: tensors loaded from pretrained weights
-    (``lr * pretrained_lr_scale``) and the rest (``lr``); each group's ``lr_scale`` is
-    applied by the schedule."""
+    (``lr * pretrained_lr_scale``) and the rest (``lr``: fresh layers, the head, the
+    scheme's parts); each group's ``lr_scale`` is applied by the schedule."""
     o = config.optim
     old = [p for n, p in network.named_parameters() if n in loaded]
     new = [p for n, p in network.named_parameters() if n not in loaded]
     if head is not None:
         new += list(head.parameters())
+    if parts is not None:
+        new += [p for p in parts.parameters() if p.requires_grad]
     groups = [
         {"params": params, "lr_scale": scale}
         for params, scale in ((new, 1.0), (old, o.pretrained_lr_scale))
@@ -401,7 +438,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
         if cfg.augment is not None:
             faces = torch.from_numpy(augment_faces(faces.cpu().numpy(), cfg.augment, rng))
             faces = faces.to(run.device)
-        x = network_input(
+        x, scheme_loss = scheme_step(
             run.scheme,
             faces,
             generator=run.generator,
@@ -425,8 +462,11 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
             with autocast(run.device, cfg.amp):
                 logits = run.model(x, labels)
             loss = nn.functional.cross_entropy(logits.float(), labels)
+        if scheme_loss is not None:
+            loss = loss + scheme_loss.float()
         run.optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        _average_part_grads(run)
         run.optimiser.step()
         run.step += 1
         window += loss.detach()
@@ -454,6 +494,18 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, bool]:
         loss_sum += float(window)
         n_steps += n_window
     return loss_sum / max(n_steps, 1), stopped
+
+
+def _average_part_grads(run: _Run) -> None:
+    """DDP averages the network's gradients; the scheme's parts run outside it, so their
+    gradients are averaged over the processes here."""
+    parts = run.scheme.parts()
+    if run.dist.world == 1 or parts is None:
+        return
+    for p in parts.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= run.dist.world
 
 
 def _learning_rate(cfg: TrainConfig, step: int, total: int, warmup: int) -> float:
@@ -542,6 +594,7 @@ def _model_kwargs(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
         "threshold": metrics.get("threshold"),
         "metrics": metrics,
         "command": run.command,
+        "scheme_parts": run.scheme.parts(),
         "extra": {
             "train_config": cfg.to_dict(),
             "data": {**run.data.info, "train_images": len(run.train_idx)},

@@ -3,7 +3,9 @@
 The client's side runs batched on the training device in float32: random horizontal flip
 of the uint8 faces, the scheme's clean features, a fresh random protection drawn from a
 generator on that device, and the server's input (recovery). Only the network and the
-head run under autocast.
+head run under autocast. A scheme with trainable parts runs them here with gradients, and
+its own objective (:meth:`~faceobfuscator.recognition.schemes.Scheme.training_loss`) comes
+back beside the network input.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from torch import nn
 from faceobfuscator.recognition.schemes import Scheme
 from faceobfuscator.research.training.head import ArcFaceHead
 
-__all__ = ["Trainable", "DistillTrainable", "distill_loss", "network_input", "autocast", "embedder"]
+__all__ = [
+    "Trainable",
+    "DistillTrainable",
+    "distill_loss",
+    "network_input",
+    "scheme_step",
+    "autocast",
+    "embedder",
+]
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -98,11 +108,27 @@ def network_input(
 ) -> torch.Tensor:
     """The server's network input for uint8 faces ``(N, S, S, 3)`` on the generator's
     device, each face with a fresh protection (and a coin-flip mirror when ``flip``)."""
+    x, _ = scheme_step(scheme, faces, generator=generator, flip=flip, channels_last=channels_last)
+    return x
+
+
+def scheme_step(
+    scheme: Scheme,
+    faces: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    flip: bool,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`network_input` and the scheme's own training loss for it (``None`` for a
+    scheme without one): ``(x (N, in_channels, S, S), loss or None)``."""
     if flip:
         mirror = torch.rand(faces.shape[0], generator=generator, device=faces.device) < 0.5
         faces = torch.where(mirror[:, None, None, None], faces.flip(2), faces)
-    x = scheme.server_input(scheme.client_features(faces, generator=generator))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    sent = scheme.client_features(faces, generator=generator)
+    x = scheme.server_input(sent)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return x, scheme.training_loss(faces=faces, sent=sent)
 
 
 def embedder(network: nn.Module, device: torch.device, amp: str, channels_last: bool):
