@@ -10,30 +10,8 @@ import pytest
 
 from faceobfuscator.server.ann import AnnSpec, IVFVectors, choose_index, default_nlist
 from faceobfuscator.server.index import EmbeddingIndex
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _gallery(rng: np.random.Generator, subjects: int, per: int, dim: int, noise: float = 0.8):
-    """Subjects as random centres of a power-law spectrum (embeddings of real faces are
-    far from isotropic), templates and probes as noisy views of them (mated probes at a
-    cosine of about 0.65 with their subject's templates, as with real faces)."""
-    spectrum = np.arange(1, dim + 1) ** -0.5
-    centres = _unit(rng.standard_normal((subjects, dim)) * spectrum)
-
-    def views(c: np.ndarray) -> np.ndarray:
-        return _unit(c + noise / np.sqrt(dim) * rng.standard_normal(c.shape))
-
-    return views(np.repeat(centres, per, axis=0)), centres, views
-
-
-def _fill(index: EmbeddingIndex, emb: np.ndarray, per: int, first_id: int = 1) -> list[int]:
-    ids = list(range(first_id, first_id + len(emb)))
-    sids = [(i - 1) // per for i in ids]
-    index.add(ids, sids, [f"s{s}" for s in sids], emb)
-    return ids
+from tests.server.galleries import fill as _fill
+from tests.server.galleries import gallery as _gallery
 
 
 def test_ivf_recall_against_exact_search_on_a_seeded_gallery():
@@ -126,10 +104,11 @@ def test_concurrent_searches_during_writes_see_consistent_answers():
 
 def test_choose_index_by_size_and_setting():
     assert choose_index(16, 10, kind="auto", min_templates=100).kind == "exact"
-    assert choose_index(16, 100, kind="auto", min_templates=100).kind == "ivf-sq8"
+    assert choose_index(16, 100, kind="auto", min_templates=100).kind == "pq4-scan+fp16"
+    assert choose_index(16, 100, kind="ivf").kind == "ivf-sq8"
     assert choose_index(16, 10**6, kind="exact").kind == "exact"
     ivf = choose_index(16, 10, kind="ivf", spec=AnnSpec(nlist=8, nprobe=99))
     assert ivf.vectors.nlist == 8 and ivf.vectors.nprobe == 8  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="known: auto, exact, ivf"):
+    with pytest.raises(ValueError, match="known: auto, exact, ivf, pq"):
         choose_index(16, 10, kind="hnsw")
     assert [default_nlist(n) for n in (100, 10**6, 10**8)] == [64, 1024, 8192]

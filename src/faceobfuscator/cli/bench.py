@@ -161,17 +161,28 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         nargs="*",
         default=[1_000_000],
-        help="approximate (faiss IVF) against exact search at these sizes; none skips it",
+        help="approximate (faiss) against exact search at these sizes; none skips it",
     )
     p.add_argument("--ann-dims", type=int, nargs="+", default=[128, 512])
     p.add_argument(
         "--ann-spectra",
         type=float,
-        nargs="+",
+        nargs="*",
         default=[0.0, 1.0],
-        help="0: isotropic synthetic subjects; 1: power-law spectrum (face-like)",
+        help="0: isotropic synthetic subjects; 1: power-law spectrum; none: only --ann-fit",
     )
     p.add_argument("--ann-nprobes", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--ann-kinds", nargs="+", choices=["pq", "ivf"], default=["pq"])
+    p.add_argument("--ann-shortlists", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument(
+        "--ann-fit",
+        type=Path,
+        nargs=2,
+        metavar=("EMBEDDINGS_NPY", "PACK_NPZ"),
+        help="also a gallery fitted to real embeddings (e.g. cache/yunet/lfw.sface.npy "
+        "cache/yunet/lfw.npz)",
+    )
+    p.add_argument("--ann-per-subject", type=int, default=5)
     p.add_argument(
         "--startup-sizes",
         type=int,
@@ -198,6 +209,10 @@ def _server(args: argparse.Namespace) -> int:
         ann_dims=tuple(args.ann_dims),
         ann_spectra=tuple(args.ann_spectra),
         ann_nprobes=tuple(args.ann_nprobes),
+        ann_kinds=tuple(args.ann_kinds),
+        ann_shortlists=tuple(args.ann_shortlists),
+        ann_fit=None if args.ann_fit is None else tuple(args.ann_fit),
+        ann_per_subject=args.ann_per_subject,
         startup_sizes=tuple(args.startup_sizes),
         workdir=args.workdir,
         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),

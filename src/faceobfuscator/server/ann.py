@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from faceobfuscator.server.index import EmbeddingIndex, ExactVectors
+from faceobfuscator.server.index import EmbeddingIndex, ExactVectors, TrainedLater
+from faceobfuscator.server.pqscan import PQScanVectors
 
 __all__ = ["IVFVectors", "AnnSpec", "choose_index", "default_nlist", "INDEX_KINDS"]
 
-#: ``auto``: exact below ``min_templates`` at start-up, approximate from there.
-INDEX_KINDS = ("auto", "exact", "ivf")
+#: ``auto``: exact below ``min_templates`` at start-up, ``pq`` (``server.pqscan``) from there.
+INDEX_KINDS = ("auto", "exact", "ivf", "pq")
 
 
 def default_nlist(n: int) -> int:
@@ -44,12 +45,17 @@ class AnnSpec:
         train_points: templates per cell used to train the cells (faiss asks >= 39).
         threads: faiss's OpenMP threads (training and adding); searches of one probe are
             single-threaded and run concurrently from the request threads.
+        shortlist: rows of the ``pq`` store's code scan re-scored on float16.
     """
 
     nlist: int | None = None
     nprobe: int = 32
     train_points: int = 40
     threads: int | None = None
+    shortlist: int = 300
+
+    def build_pq(self, dim: int) -> PQScanVectors:
+        return PQScanVectors(dim, shortlist=self.shortlist, threads=self.threads)
 
     def build(self, dim: int, expected: int) -> IVFVectors:
         nlist = self.nlist or default_nlist(expected)
@@ -62,7 +68,7 @@ class AnnSpec:
         )
 
 
-class IVFVectors:
+class IVFVectors(TrainedLater):
     """Unit embeddings in a faiss ``IndexIVFScalarQuantizer`` (8-bit, inner product).
 
     Args:
@@ -101,19 +107,10 @@ class IVFVectors:
         index.nprobe = self.nprobe
         self._index = index
 
-    @property
-    def trained(self) -> bool:
-        return self._staged is None
-
     def __len__(self) -> int:
         return len(self._staged) if self._staged is not None else int(self._index.ntotal)
 
-    def add(self, ids: np.ndarray, emb: np.ndarray) -> None:
-        if self._staged is not None:
-            self._staged.add(ids, emb)
-            if len(self._staged) >= self.train_size:
-                self.train()
-            return
+    def _add_trained(self, ids: np.ndarray, emb: np.ndarray) -> None:
         self._index.add_with_ids(emb, ids)
 
     def train(self) -> None:
@@ -177,11 +174,18 @@ def choose_index(
     min_templates: int = 50_000,
     spec: AnnSpec | None = None,
 ) -> EmbeddingIndex:
-    """The index for a gallery of ``n_templates``: exact, or IVF when ``kind`` says so or,
-    for ``auto``, when the gallery holds at least ``min_templates`` at start-up (a gallery
-    that grows past it switches at the next start)."""
+    """The index for a gallery of ``n_templates``: ``exact``, ``ivf``, ``pq``, or for
+    ``auto`` exact below ``min_templates`` at start-up and ``pq`` from there (a gallery
+    that grows past it switches at the next start).
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind {kind!r}; known: {', '.join(INDEX_KINDS)}")
+    spec = spec or AnnSpec()
     if kind == "exact" or (kind == "auto" and n_templates < min_templates):
         return EmbeddingIndex(dim)
-    return EmbeddingIndex(dim, vectors=(spec or AnnSpec()).build(dim, n_templates))
+    if kind == "ivf":
+        return EmbeddingIndex(dim, vectors=spec.build(dim, n_templates))
+    return EmbeddingIndex(dim, vectors=spec.build_pq(dim))

@@ -86,7 +86,11 @@ def _index_for(settings: ServerSettings, dim: int, n_templates: int) -> Embeddin
         n_templates,
         kind=settings.index,
         min_templates=settings.ann_min_templates,
-        spec=AnnSpec(nlist=settings.ann_nlist, nprobe=settings.ann_nprobe),
+        spec=AnnSpec(
+            nlist=settings.ann_nlist,
+            nprobe=settings.ann_nprobe,
+            shortlist=settings.ann_shortlist,
+        ),
     )
 
 

@@ -1,9 +1,10 @@
 """The in-memory embedding index: which subject owns which template, and the templates'
 vectors in a :class:`VectorStore`.
 
-Two stores: :class:`ExactVectors` (float32 rows, one matrix-vector product per search: the
-reference, and the choice for small galleries) and ``server.ann.IVFVectors`` (faiss, 8-bit
-codes, approximate: for large ones). Identification ranks subjects by their best-matching
+Three stores: :class:`ExactVectors` (float32 rows, one matrix-vector product per search:
+the reference, and the choice for small galleries), ``server.pqscan.PQScanVectors`` (faiss
+4-bit PQ fast scan, shortlist re-scored on float16: for large ones) and
+``server.ann.IVFVectors`` (faiss inverted file over 8-bit codes). Identification ranks subjects by their best-matching
 template. Searches share the index (a readers-writer lock); additions and removals are
 exclusive.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from faceobfuscator.server.rwlock import ReadWriteLock
 
-__all__ = ["EmbeddingIndex", "ExactVectors", "Match", "VectorStore", "top_k_rows"]
+__all__ = ["EmbeddingIndex", "ExactVectors", "Match", "TrainedLater", "VectorStore", "top_k_rows"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,33 @@ class ExactVectors:
 
     def nbytes(self) -> int:
         return self._n * (4 * self.dim + 8)
+
+
+class TrainedLater:
+    """A store whose codes need training: searched exactly (``_staged``) until
+    ``train_size`` templates have arrived, then ``train()`` moves them into the codes and
+    later additions go to ``_add_trained``."""
+
+    train_size: int
+    _staged: ExactVectors | None
+
+    @property
+    def trained(self) -> bool:
+        return self._staged is None
+
+    def add(self, ids: np.ndarray, emb: np.ndarray) -> None:
+        if self._staged is None:
+            self._add_trained(ids, emb)
+            return
+        self._staged.add(ids, emb)
+        if len(self._staged) >= self.train_size:
+            self.train()
+
+    def train(self) -> None:
+        raise NotImplementedError
+
+    def _add_trained(self, ids: np.ndarray, emb: np.ndarray) -> None:
+        raise NotImplementedError
 
 
 class EmbeddingIndex:

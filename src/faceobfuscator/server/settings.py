@@ -65,12 +65,17 @@ class ServerSettings(BaseSettings):
             templates encrypted (envelope encryption, see ``faceobfuscator.server.security``).
         previous_master_keys: keys still accepted for reading while ``faceobf keys rotate``
             moves the gallery to ``master_key``; remove them when it has finished.
-        index: ``exact`` (float32, every template scored), ``ivf`` (faiss inverted file
-            over 8-bit codes: approximate, fast at millions of templates) or ``auto``
-            (``ivf`` when the gallery holds ``ann_min_templates`` or more at start-up).
+        index: ``exact`` (float32, every template scored), ``pq`` (every template scored
+            on 4-bit product-quantisation codes, the best ``ann_shortlist`` re-scored on
+            float16: approximate, fast at millions of templates), ``ivf`` (faiss inverted
+            file over 8-bit codes: faster still, but misses similar strangers; see
+            docs/scaling.md) or ``auto`` (``pq`` when the gallery holds
+            ``ann_min_templates`` or more at start-up).
         ann_min_templates: where ``auto`` switches to the approximate index.
         ann_nlist: cells of the approximate index; default about ``sqrt(templates)``.
         ann_nprobe: cells scored per search (recall against speed; see docs/scaling.md).
+        ann_shortlist: rows of the ``pq`` code scan re-scored on float16 (recall of
+            places 2-5 against speed).
         client_rate_per_s: requests per second allowed to each client key (a token
             bucket of ``rate_burst``); beyond it the answer is 429 with ``Retry-After``.
             None: unlimited.
@@ -108,10 +113,11 @@ class ServerSettings(BaseSettings):
     challenge_ttl_s: float = Field(default=120.0, gt=0, le=3600)
     master_key: SecretStr | None = None
     previous_master_keys: tuple[SecretStr, ...] = ()
-    index: Literal["auto", "exact", "ivf"] = "auto"
+    index: Literal["auto", "exact", "ivf", "pq"] = "auto"
     ann_min_templates: int = Field(default=50_000, ge=1)
     ann_nlist: int | None = Field(default=None, ge=1, le=65536)
     ann_nprobe: int = Field(default=32, ge=1)
+    ann_shortlist: int = Field(default=300, ge=1, le=100_000)
     client_rate_per_s: float | None = Field(default=None, gt=0)
     admin_rate_per_s: float | None = Field(default=None, gt=0)
     rate_burst: int = Field(default=20, ge=1)

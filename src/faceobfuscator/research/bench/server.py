@@ -221,6 +221,10 @@ def run_server_bench(
     ann_dims: tuple[int, ...] = (128, 512),
     ann_spectra: tuple[float, ...] = (0.0, 1.0),
     ann_nprobes: tuple[int, ...] = (16, 32, 64),
+    ann_kinds: tuple[str, ...] = ("pq",),
+    ann_shortlists: tuple[int, ...] = (100, 300, 1000),
+    ann_fit: tuple[str | Path, str | Path] | None = None,
+    ann_per_subject: int = 5,
     startup_sizes: tuple[int, ...] = (),
     placeholder_from: int = 500_000,
     workdir: str | Path | None = None,
@@ -238,7 +242,13 @@ def run_server_bench(
         search_size: embeddings of the 1:N search benchmark (0 skips it).
         ann_sizes: templates of the approximate-against-exact search rows
             (``research.bench.ann``), each at every one of ``ann_dims`` and ``ann_spectra``.
-        ann_nprobes: cells probed, one row each.
+        ann_nprobes: cells probed, one row each (``ivf``).
+        ann_kinds: approximate stores measured (``pq``, ``ivf``).
+        ann_shortlists: rows re-scored on float16, one row each (``pq``).
+        ann_fit: embeddings (``.npy``) and their pack (``.npz`` with ``paths``) to fit
+            the realistic gallery to (``research.bench.ann.load_face_model``); its rows
+            come before the ``ann_spectra`` ones.
+        ann_per_subject: templates per synthetic subject.
         placeholder_from: galleries this large store 16-byte placeholder payloads (their
             embeddings are cached, so only enrolments during the run read real ones).
         startup_sizes: templates of the start-up from the embedding cache rows
@@ -320,13 +330,28 @@ def run_server_bench(
             say(f"1:N search against {search_size:,} embeddings")
             out["search"] = search_bench(search_size, dim=model.dim)
         if ann_sizes:
-            from faceobfuscator.research.bench.ann import ann_bench
+            from faceobfuscator.research.bench.ann import ann_bench, load_face_model
 
+            fitted = None if ann_fit is None else load_face_model(*ann_fit)
+            galleries = ([(fitted, 0.0)] if fitted is not None else []) + [
+                (None, a) for a in ann_spectra
+            ]
             out["ann"] = [
-                ann_bench(n, dim=d, spectrum=a, nprobes=ann_nprobes, progress=say)
+                ann_bench(
+                    n,
+                    dim=d,
+                    kind=kind,
+                    knobs=ann_nprobes if kind == "ivf" else ann_shortlists,
+                    per_subject=ann_per_subject,
+                    model=model,
+                    spectrum=spectrum,
+                    progress=say,
+                )
                 for n in ann_sizes
                 for d in ann_dims
-                for a in ann_spectra
+                for model, spectrum in galleries
+                if model is None or model.mean.shape[0] == d
+                for kind in ann_kinds
             ]
         if startup_sizes:
             from faceobfuscator.research.bench.startup import startup_bench
