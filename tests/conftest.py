@@ -52,3 +52,24 @@ def server_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServerKeyPair,
     pair = ServerKeyPair.generate()
     pair.save(path)
     return pair, path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def instahide_public_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A few synthetic aligned crops as InstaHide's public set, so that no test depends on
+    the FairFace crops in cache/ (tests that want their own set the variable again)."""
+    from PIL import Image
+
+    from faceobfuscator.recognition.baselines.instahide import PUBLIC_ENV
+    from tests.research.privacy.synthetic import synthetic_faces
+
+    folder = tmp_path_factory.mktemp("instahide-public")
+    for i, face in enumerate(synthetic_faces(4, 112, seed=4242)):
+        Image.fromarray(face).save(folder / f"{i}.png")
+    before = os.environ.get(PUBLIC_ENV)
+    os.environ[PUBLIC_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(PUBLIC_ENV, None)
+    else:
+        os.environ[PUBLIC_ENV] = before

@@ -20,12 +20,13 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_registry_lists_the_three_schemes():
-    assert list_schemes() == sorted(CHANNELS)
+def test_registry_lists_the_built_in_schemes_and_baselines():
+    assert set(CHANNELS) | {"instahide", "cloak", "advface", "ppfr-fd"} <= set(list_schemes())
+    assert list_schemes() == sorted(list_schemes())
 
 
 def test_unknown_scheme_lists_known_ones():
-    with pytest.raises(ConfigError, match="known: \\['arcface', 'arcface-fd', 'faceobfuscator'\\]"):
+    with pytest.raises(ConfigError, match="known: \\['advface', 'arcface', 'arcface-fd'"):
         get_scheme("nope", PROTOCOL)
 
 

@@ -93,11 +93,15 @@ class Scheme:
         name: the registry name.
         in_channels: channels of :meth:`server_input` (the backbone's stem).
         has_recovery: whether :meth:`server_input` differs from what is sent.
+        parts_lr_scale: learning-rate factor of the trainable parts.
     """
 
     name: str = ""
     in_channels: int = 0
     has_recovery: bool = False
+    #: learning-rate factor of :meth:`parts` in training (the authors' own rate for them
+    #: may differ from the server network's)
+    parts_lr_scale: float = 1.0
 
     def __init__(self, protocol: ProtocolConfig) -> None:
         if not isinstance(protocol, ProtocolConfig):
@@ -224,3 +228,7 @@ def get_scheme(name: str, protocol: ProtocolConfig) -> Scheme:
 
 for _cls in (ArcFaceScheme, ArcFaceFDScheme, FaceObfuscatorScheme):
     register_scheme(_cls.name, _cls)
+
+# the baselines register themselves beside the built-in schemes; imported last, when every
+# name they use from this module exists
+from faceobfuscator.recognition import baselines as _baselines  # noqa: E402, F401

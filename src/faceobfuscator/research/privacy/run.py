@@ -25,7 +25,7 @@ import torch
 
 from faceobfuscator.errors import ConfigError
 from faceobfuscator.protocol.config import ProtocolConfig
-from faceobfuscator.recognition.modeldir import RecognitionModel, load_model
+from faceobfuscator.recognition.modeldir import RecognitionModel, load_model, load_scheme
 from faceobfuscator.recognition.schemes import Scheme, get_scheme
 from faceobfuscator.research.privacy.attacks import get_attack
 from faceobfuscator.research.privacy.config import PrivacyConfig
@@ -49,6 +49,7 @@ __all__ = [
     "make_leak",
     "reconstruct_all",
     "run_privacy",
+    "scheme_for",
     "score_all",
 ]
 
@@ -63,6 +64,27 @@ def make_leak(scheme: Scheme, scenario: str) -> Leak:
     if scenario == "D":
         return lambda faces, g: scheme.stored(scheme.client_features(faces, generator=g))
     raise ConfigError(f"unknown scenario {scenario!r}; known: ['C', 'D']")
+
+
+def scheme_for(cfg: PrivacyConfig, name: str, protocol: ProtocolConfig) -> Scheme:
+    """The scheme ``name`` as the client runs it. A scheme with trainable parts gets them
+    from the run's model directory for it (:meth:`PrivacyConfig.srra_model_dir`) when there
+    is one (else its untrained initial parts); other schemes are built fresh.
+
+    Raises:
+        ConfigError: that model directory holds another scheme or protocol.
+    """
+    scheme = get_scheme(name, protocol)
+    directory = cfg.srra_model_dir(name)
+    if scheme.parts() is None or not (directory / "config.json").is_file():
+        return scheme
+    scheme = load_scheme(directory)
+    if scheme.name != name or scheme.protocol.hash != protocol.hash:
+        raise ConfigError(
+            f"{directory} holds scheme {scheme.name!r} under protocol "
+            f"{scheme.protocol.hash[:12]}; the run evaluates {name!r} under {protocol.hash[:12]}"
+        )
+    return scheme
 
 
 def batch_source(
@@ -158,7 +180,10 @@ def reconstruct_all(
     trained: dict[tuple[str, ...], Any] = {}
     g = torch.Generator(dev).manual_seed(cfg.seed + 2)
     for scheme_name in cfg.schemes:
-        scheme = get_scheme(scheme_name, protocol)
+        scheme = scheme_for(cfg, scheme_name, protocol)
+        parts = scheme.parts()
+        if parts is not None:  # the client's copy runs them as deployed: eval, no training
+            parts.to(dev).eval().requires_grad_(False)
         for scenario in cfg.scenarios:
             leak = make_leak(scheme, scenario)
             leak_key = _leak_key(scheme, scenario, probe_faces, dev)

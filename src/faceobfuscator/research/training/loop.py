@@ -12,7 +12,8 @@ Output directory layout::
                              scheme's trained parts, if it has any)
 
 A scheme's trainable parts (:meth:`~faceobfuscator.recognition.schemes.Scheme.parts`) train
-with the network, whatever the scheme: their parameters join the optimiser (at ``lr``), its
+with the network, whatever the scheme: their parameters join the optimiser (at ``lr`` times
+the scheme's ``parts_lr_scale``), its
 :meth:`~faceobfuscator.recognition.schemes.Scheme.training_loss` joins the loss, they follow
 the network into eval mode for validation, and they are saved and resumed with it.
 """
@@ -277,7 +278,7 @@ def _setup(config: TrainConfig, out: Path, resume: bool) -> _Run:
     ).to(device)
     if config.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimiser = _optimiser(config, network, head, loaded, parts)
+    optimiser = _optimiser(config, network, head, loaded, parts, scheme.parts_lr_scale)
     log = MetricsLog(out / "metrics.jsonl")
     start_epoch = step = 0
     if resume:
@@ -369,20 +370,21 @@ def _optimiser(
     head: nn.Module | None,
     loaded: set[str],
     parts: nn.Module | None = None,
+    parts_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """SGD or AdamW with two parameter groups: tensors loaded from pretrained weights
-    (``lr * pretrained_lr_scale``) and the rest (``lr``: fresh layers, the head, the
-    scheme's parts); each group's ``lr_scale`` is applied by the schedule."""
+    """SGD or AdamW with up to three parameter groups: tensors loaded from pretrained
+    weights (``lr * pretrained_lr_scale``), the rest of the network and the head (``lr``),
+    and the scheme's parts (``lr * parts_lr_scale``); each group's ``lr_scale`` is applied
+    by the schedule."""
     o = config.optim
     old = [p for n, p in network.named_parameters() if n in loaded]
     new = [p for n, p in network.named_parameters() if n not in loaded]
     if head is not None:
         new += list(head.parameters())
-    if parts is not None:
-        new += [p for p in parts.parameters() if p.requires_grad]
+    own = [p for p in parts.parameters() if p.requires_grad] if parts is not None else []
     groups = [
         {"params": params, "lr_scale": scale}
-        for params, scale in ((new, 1.0), (old, o.pretrained_lr_scale))
+        for params, scale in ((new, 1.0), (old, o.pretrained_lr_scale), (own, parts_lr_scale))
         if params
     ]
     if o.name == "adamw":
