@@ -31,6 +31,7 @@ COMMANDS = (
     "keys",
     "pack",
     "privacy",
+    "linkage",
     "serve",
     "train",
 )

@@ -1,0 +1,352 @@
+"""``faceobf privacy linkage CONFIG``: linkage attacks, unlinkability and irreversibility
+at the recognizers' operating points, for every scheme of the registry (issue 14).
+
+For each scheme, scenario (C: the request payload; D: what the server stores), attacker
+variant and independent recognizer, a linkage network is trained
+(:mod:`.linkage_train`) and every victim's leaked payload is searched among real photos
+(:mod:`.linkage`). Networks are shared where their input and recipe are provably the same
+(as-paper and adaptive for a scheme without randomness; D and C where the scheme stores
+what it sends). Beside each row: D<->sys (:mod:`.unlinkability`) of two independent
+deployments, from the linkage network and from the server's own model. Sealed
+deployments (:mod:`.sealed`) are attacked on their ciphertexts; with the master key
+leaked they leak the plain rows (the unsealed rows are then the honest ceiling).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faceobfuscator.recognition.modeldir import RecognitionModel, load_model
+from faceobfuscator.recognition.schemes import Scheme, get_scheme
+from faceobfuscator.research.privacy.evaluate import average_face
+from faceobfuscator.research.privacy.linkage import (
+    Space,
+    fmr_threshold,
+    link_summary,
+    recognizer_embeddings,
+    search,
+)
+from faceobfuscator.research.privacy.linkage_config import LinkageConfig
+from faceobfuscator.research.privacy.linkage_data import LinkageFaces, select_linkage_faces
+from faceobfuscator.research.privacy.linkage_train import Linker, train_linker
+from faceobfuscator.research.privacy.run import make_leak
+from faceobfuscator.research.privacy.unlinkability import unlinkability
+from faceobfuscator.research.privacy.variants import Leak, Preprocessor, prepare_variant
+from faceobfuscator.research.training.config import AugmentConfig
+
+__all__ = ["Recognition", "prepare_recognition", "run_linkage", "deployment_scores"]
+
+Log = Callable[[str], None]
+
+
+class Recognition:
+    """One recognizer's view of the run: its space, the attacker's targets, the gallery,
+    the real probes, thresholds (own and at the configured FMR) and reference points."""
+
+    def __init__(self, cfg: LinkageConfig, faces: LinkageFaces, name: str, log: Log) -> None:
+        t = time.perf_counter()
+        emb = {
+            part: recognizer_embeddings(getattr(faces, part), name, cache_dir=cfg.cache_dir)
+            for part in ("attacker", "gallery", "probe")
+        }
+        avg = recognizer_embeddings(average_face(faces.attacker)[None], name, cache_dir=None)
+        scale = float(np.linalg.norm(emb["attacker"], axis=1).mean()) if name == "dlib" else 1.0
+        self.space = Space(name, scale)
+        self.targets, self.gallery, self.probe = emb["attacker"], emb["gallery"], emb["probe"]
+        lfw = [i for i, d in enumerate(faces.gallery_datasets) if d == "lfw"]
+        s = self.space.scores(self.gallery[lfw], self.gallery[lfw])
+        keys = np.asarray(faces.gallery_keys)[lfw]
+        upper = np.triu(np.ones_like(s, bool), 1) & (keys[:, None] != keys[None])
+        nonmated = s[upper]
+        self.fmr_threshold = fmr_threshold(nonmated, cfg.fmr)
+        self.thresholds = {"threshold": self.space.threshold, "fmr": self.fmr_threshold}
+        n = len(faces.probe)
+        rng = np.random.default_rng(cfg.seed + 7)
+        random_unit = rng.normal(size=(n, self.probe.shape[1]))
+        random_unit /= np.linalg.norm(random_unit, axis=1, keepdims=True)
+        other = rng.normal(size=random_unit.shape)
+        other /= np.linalg.norm(other, axis=1, keepdims=True)
+        gal_victims = self.gallery[:n]
+        self.unlinkability_reference = {
+            # real photos: the victim's two photos (a recognizer's own linkability)
+            "ceiling (real photos)": deployment_scores(
+                self.space, self.probe, self.probe, gal_victims, faces.victim_keys
+            ),
+            # independent random embeddings: the estimator's level when nothing links
+            "floor (random embeddings)": deployment_scores(
+                self.space,
+                self.space.from_unit(random_unit),
+                self.space.from_unit(other),
+                self.space.from_unit(rng.normal(size=random_unit.shape)),
+                faces.victim_keys,
+            ),
+        }
+        self.info: dict[str, Any] = {
+            "threshold": self.space.threshold,
+            "threshold_fmr": float((nonmated >= self.space.threshold).mean()),
+            "fmr": cfg.fmr,
+            "fmr_threshold": self.fmr_threshold,
+            "nonmated_pairs": int(len(nonmated)),
+            "scale": scale,
+            "seconds": round(time.perf_counter() - t, 1),
+            "unlinkability_reference": self.unlinkability_reference,
+            "reference": {
+                "ceiling (the victim's real photo)": self.summaries(faces, self.probe),
+                "floor (a random embedding)": self.summaries(
+                    faces, self.space.from_unit(random_unit)
+                ),
+                "floor (the average face)": self.summaries(faces, np.repeat(avg, n, axis=0)),
+            },
+        }
+        log(
+            f"{name}: threshold {self.space.threshold} (FMR {self.info['threshold_fmr']:.4f} "
+            f"on {len(nonmated)} LFW non-mated pairs), FMR {cfg.fmr} at "
+            f"{self.fmr_threshold:.4f}; {self.info['seconds']} s"
+        )
+
+    def summaries(self, faces: LinkageFaces, probes: np.ndarray) -> dict[str, Any]:
+        """Search measures per victim dataset for probe embeddings in this space."""
+        found = search(self.space, probes, faces.victim_keys, self.gallery, faces.gallery_keys)
+        ds = np.asarray(faces.victim_datasets)
+        return {
+            d: link_summary({k: v[ds == d] for k, v in found.items()}, self.thresholds)
+            for d in sorted(set(faces.victim_datasets))
+        }
+
+
+def prepare_recognition(
+    cfg: LinkageConfig, faces: LinkageFaces, log: Log
+) -> dict[str, Recognition]:
+    return {r: Recognition(cfg, faces, r, log) for r in cfg.recognizers}
+
+
+def deployment_scores(
+    space: Space,
+    a_probe: np.ndarray,
+    b_probe: np.ndarray,
+    b_reference: np.ndarray,
+    keys: list[str],
+) -> dict[str, Any]:
+    """D<->sys across two deployments A and B from embeddings of each victim's probe in A
+    and B and reference in B: mated = the same face (probe A vs probe B) or the same person
+    (probe A vs reference B); non-mated = probe A vs another person's reference B."""
+    s_face = np.diag(space.scores(a_probe, b_probe))
+    cross = space.scores(a_probe, b_reference)
+    k = np.asarray(keys)
+    other = k[:, None] != k[None]
+    out = {}
+    for name, mated in (("same_face", s_face), ("same_person", np.diag(cross))):
+        ok = np.isfinite(mated)
+        nm = cross[other]
+        u = unlinkability(
+            np.where(ok, mated, -1e9), np.where(np.isfinite(nm), nm, -1e9)
+        )  # a network that outputs nothing usable scores far below every real score
+        out[name] = u.to_dict(densities=True)
+    return out
+
+
+def _server_model(cfg: LinkageConfig, scheme: Scheme, log: Log) -> RecognitionModel | None:
+    d = cfg.model_dir(scheme.name)
+    if not (d / "config.json").is_file():
+        log(f"{scheme.name}: no server model at {d}; server-model unlinkability and recipe skipped")
+        return None
+    model = load_model(d)
+    if model.scheme.name != scheme.name or model.protocol.hash != scheme.protocol.hash:
+        log(f"{scheme.name}: {d} is for another scheme or protocol; not used")
+        return None
+    return model
+
+
+def _recipe_augment(model: RecognitionModel | None) -> AugmentConfig:
+    train = ((model.config.get("extra") or {}).get("train_config") or {}) if model else {}
+    aug = train.get("augment")
+    if not isinstance(aug, dict):
+        return AugmentConfig()
+    fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+    return AugmentConfig(**fixed)
+
+
+def _variant(
+    name: str, scheme: Scheme, leak: Leak, probe: torch.Tensor, g: torch.Generator
+) -> Preprocessor:
+    if name != "server-recipe":
+        return prepare_variant(name, scheme=scheme, leak=leak, probe_faces=probe, generator=g)
+    channels = int(scheme.server_input(leak(probe[:1], g)).shape[1])
+    return Preprocessor(
+        name,
+        scheme,
+        ("server",),
+        (),
+        channels,
+        notes="the server's input (identity recovery) and recipe (augmentation before protection)",
+    )
+
+
+def _stores_what_it_sends(scheme: Scheme, probe: torch.Tensor) -> bool:
+    sent = scheme.client_features(probe, generator=torch.Generator().manual_seed(0))
+    stored = scheme.stored(sent)
+    return stored.shape == sent.shape and bool(torch.equal(stored, sent))
+
+
+class _Leaks:
+    """The victims' leaks in two independent deployments A and B."""
+
+    def __init__(self, leak: Leak, faces: LinkageFaces, seed: int) -> None:
+        probe = torch.from_numpy(faces.probe)
+        reference = torch.from_numpy(faces.gallery[: len(faces.probe)])
+        ga, gb = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+        self.a_probe, self.b_probe = leak(probe, ga), leak(probe, gb)
+        self.b_reference = leak(reference, gb)
+
+
+def _evaluate(
+    linker: Linker, rec: Recognition, leaks: _Leaks, faces: LinkageFaces
+) -> dict[str, Any]:
+    sp = rec.space
+    a = sp.from_unit(linker.embed(leaks.a_probe))
+    return {
+        "search": rec.summaries(faces, a),
+        "unlinkability": deployment_scores(
+            sp,
+            a,
+            sp.from_unit(linker.embed(leaks.b_probe)),
+            sp.from_unit(linker.embed(leaks.b_reference)),
+            faces.victim_keys,
+        ),
+    }
+
+
+def _server_unlinkability(model: RecognitionModel, leaks: _Leaks, keys: list[str]) -> dict:
+    a, b, r = (
+        model.embed_sent(x).numpy() for x in (leaks.a_probe, leaks.b_probe, leaks.b_reference)
+    )
+    return deployment_scores(Space("sface"), a, b, r, keys)
+
+
+def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
+    """Run the evaluation of ``cfg``; write ``linkage.json``/``.md`` and the density figure
+    to ``cfg.out_dir`` (after every row, so an interrupted run keeps what it measured)."""
+    from faceobfuscator.research.privacy.linkage_report import write_linkage_reports
+    from faceobfuscator.research.privacy.linkage_sealed import (
+        irreversibility,
+        master_key_roundtrip,
+        sealed_rows,
+    )
+
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    protocol = cfg.load_protocol()
+    faces = select_linkage_faces(cfg, log)
+    recs = prepare_recognition(cfg, faces, log)
+    results: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "protocol_hash": protocol.hash,
+        "split_digest": faces.split_digest,
+        "attacker_sources": faces.attacker_sources,
+        "victims": {d: faces.victim_datasets.count(d) for d in sorted(set(faces.victim_datasets))},
+        "gallery_identities": len(set(faces.gallery_keys)),
+        "recognizers": {r: rec.info for r, rec in recs.items()},
+        "rows": [],
+        "server_unlinkability": {},
+        "sealed": [],
+    }
+    out = Path(cfg.out_dir)
+
+    def save() -> None:
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        write_linkage_reports(results, out)
+
+    probe = torch.from_numpy(faces.attacker[:8])
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    trained: dict[tuple[Any, ...], tuple[Linker, dict[str, Any]]] = {}
+    for scheme_name in cfg.scheme_names():
+        scheme = get_scheme(scheme_name, protocol)
+        model = _server_model(cfg, scheme, log)
+        stores_sent = _stores_what_it_sends(scheme, probe)
+        for scenario in cfg.scenarios:
+            if scenario == "D" and stores_sent and "C" in cfg.scenarios:
+                copies = [
+                    dict(
+                        r,
+                        scenario="D",
+                        notes=r["notes"] + "; D = C (the scheme stores what it sends)",
+                    )
+                    for r in results["rows"]
+                    if r["scheme"] == scheme_name and r["scenario"] == "C"
+                ]
+                results["rows"] += copies
+                if scheme_name + "/C" in results["server_unlinkability"]:
+                    results["server_unlinkability"][scheme_name + "/D"] = results[
+                        "server_unlinkability"
+                    ][scheme_name + "/C"]
+                log(f"{scheme_name} D: the scheme stores what it sends; D = C")
+                continue
+            leak = make_leak(scheme, scenario)
+            leaks = _Leaks(leak, faces, cfg.seed + 11)
+            if model is not None and (scenario == "C" or stores_sent):
+                results["server_unlinkability"][f"{scheme_name}/{scenario}"] = (
+                    _server_unlinkability(model, leaks, faces.victim_keys)
+                )
+            for variant in cfg.variants:
+                pre = _variant(variant, scheme, leak, probe, g)
+                augment = _recipe_augment(model) if variant == "server-recipe" else None
+                for r, rec in recs.items():
+                    key = (scheme_name, scenario, pre.key, augment is not None, r)
+                    if key not in trained:
+                        linker, tlog = train_linker(
+                            faces.attacker,
+                            rec.targets,
+                            leak,
+                            pre,
+                            cfg.linker,
+                            augment=augment,
+                            seed=cfg.seed + 3,
+                            device=cfg.device,
+                        )
+                        trained[key] = (
+                            linker,
+                            {"training": tlog.to_dict(), **_evaluate(linker, rec, leaks, faces)},
+                        )
+                        log(f"{scheme_name} {scenario} {variant} -> {r}: {_brief(trained[key][1])}")
+                    results["rows"].append(
+                        {
+                            "scheme": scheme_name,
+                            "scenario": scenario,
+                            "variant": variant,
+                            "recognizer": r,
+                            "deployment": "plain",
+                            "preprocessing": pre.key,
+                            "notes": pre.notes,
+                            **trained[key][1],
+                        }
+                    )
+                    save()
+    results["sealed"] = sealed_rows(cfg, faces, recs, protocol, log=log, on_row=lambda: save())
+    results["master_key_leak"] = master_key_roundtrip(protocol, faces)
+    if cfg.reconstructions:
+        results["irreversibility"] = irreversibility(cfg, recs.get("dlib"), log=log)
+    save()
+    log(f"wrote {out} in {results['seconds']} s")
+    return results
+
+
+def _brief(r: dict[str, Any]) -> str:
+    parts = []
+    for d, s in r["search"].items():
+        parts.append(
+            f"{d} rank-1 {s['rank1']['mean']:.2f} linked@fmr {s['linked_fmr']['mean']:.2f}"
+        )
+    u = r["unlinkability"]["same_person"]["d_sys"]
+    t = r["training"]
+    return "; ".join(parts) + f"; D<->sys(person) {u:.2f}; {t['steps']} steps {t['seconds']} s"
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
