@@ -46,6 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--pack", help="read the faces from this pack instead of the datasets")
         p.add_argument("--device", help="torch device for training, e.g. cuda")
         p.set_defaults(func=func)
+    judge = sub.add_parser(
+        "judge",
+        help="measure the dlib judge's chip map for the client's aligner and its LFW accuracy",
+    )
+    judge.add_argument("--root", default=None, help="datasets folder (../shared/datasets)")
+    judge.add_argument("--aligned", default=None, help="aligned crops (cache/aligned)")
+    judge.add_argument("--images", type=int, default=300, help="LFW photos for the chip map")
+    judge.add_argument("--pairs", type=int, default=600, help="LFW test pairs per chip map")
+    judge.add_argument("--out", default="results/privacy", help="folder for judge.json/.md")
+    judge.set_defaults(func=_judge)
 
 
 def _config(args: argparse.Namespace):
@@ -97,4 +107,25 @@ def _replay(args: argparse.Namespace) -> int:
     from faceobfuscator.research.privacy.run_replay import run_replay
 
     run_replay(_config(args), log=_log)
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from faceobfuscator.research.data.paths import ALIGNED_ROOT, DATASETS_ROOT
+    from faceobfuscator.research.privacy.judge import (
+        calibrate_judge,
+        judge_table,
+        write_judge_report,
+    )
+
+    result = calibrate_judge(
+        datasets_root=args.root or DATASETS_ROOT,
+        aligned_root=args.aligned or ALIGNED_ROOT,
+        images=args.images,
+        pairs=args.pairs,
+        log=_log,
+    )
+    path = write_judge_report(result, args.out)
+    print(judge_table(result), end="")
+    print(f"wrote {path}")
     return 0

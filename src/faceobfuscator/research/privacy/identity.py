@@ -27,6 +27,8 @@ from faceobfuscator.protocol.config import ARCFACE_TEMPLATE_112, ProtocolConfig
 
 __all__ = [
     "CHIP_FROM_ARCFACE_112",
+    "CHIP_FROM_HOG_112",
+    "CHIP_FROM_YUNET_112",
     "CHIP_SIZE",
     "DLIB_THRESHOLD",
     "DlibRecognizer",
@@ -40,16 +42,31 @@ CHIP_SIZE = 150
 DLIB_THRESHOLD = 0.6
 
 #: Similarity (2x3, crop (x, y) -> chip (x, y)) from the 112x112 ArcFace crop to dlib's
-#: 150x150 face chip. Made by ``measure_chip_matrix`` on 300 LFW images (296 detected)
-#: drawn with ``numpy.random.default_rng(0).choice(len(images), 300, replace=False)`` from
-#: ``datasets.list_images('lfw', ...)`` (see tests/privacy/test_identity.py, which re-measures it
-#: on a few images and checks it lies within the spread of single faces).
-CHIP_FROM_ARCFACE_112 = np.array(
+#: 150x150 face chip, for crops aligned on dlib's five points (``FaceAligner(detector="hog")``,
+#: the first round's aligner). Made by ``measure_chip_matrix`` on 300 LFW images (296
+#: detected) drawn with ``numpy.random.default_rng(0).choice(len(images), 300,
+#: replace=False)`` from ``datasets.list_images('lfw', ...)``.
+CHIP_FROM_HOG_112 = np.array(
     [
         [1.50756711, -0.01134356, -10.20096123],
         [0.01134356, 1.50756711, -33.93195657],
     ]
 )
+
+#: The same map for crops aligned on YuNet's five points (the client's default aligner,
+#: whose eye points are pupils rather than dlib's eye-contour centres): made by
+#: ``faceobf privacy judge`` (``measure_chip_matrix(..., aligner=FaceAligner(protocol))``)
+#: on the same 300 LFW images (results/privacy/judge.json). It differs from
+#: :data:`CHIP_FROM_HOG_112` by at most about 3 px at the crop's corners.
+CHIP_FROM_YUNET_112 = np.array(
+    [
+        [1.53010000, -0.01620000, -9.95710000],
+        [0.01620000, 1.53010000, -35.85570000],
+    ]
+)
+
+#: The map the recognizer uses by default: the client's default aligner's.
+CHIP_FROM_ARCFACE_112 = CHIP_FROM_YUNET_112
 
 
 def _chip_geometry(details: Any) -> np.ndarray:
@@ -66,32 +83,52 @@ def _chip_geometry(details: Any) -> np.ndarray:
     return np.linalg.inv(chip_to_image)[:2]
 
 
-def measure_chip_matrix(images: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
-    """Mean similarity from the ArcFace 112 crop to dlib's chip over RGB uint8 images in
-    which dlib finds a face, and how many did. For each face: dlib's 68 landmarks give both
-    dlib's chip (``get_face_chip_details(shape, 150, 0.25)``) and our five points (as the
-    aligner reduces them), hence the map crop -> image -> chip."""
+def measure_chip_matrix(
+    images: Iterable[np.ndarray], *, aligner: Any = None, max_offset: float = 30.0
+) -> tuple[np.ndarray, int]:
+    """Mean similarity ``(2, 3)`` float64 from the ArcFace 112 crop to dlib's chip over RGB
+    uint8 images ``(H, W, 3)`` in which dlib finds a face, and how many faces it averaged.
+
+    For each face dlib's 68 landmarks give dlib's chip (``get_face_chip_details(shape, 150,
+    0.25)``); the crop's five points come from the same 68 landmarks (``aligner=None``: the
+    first round's dlib aligner) or from ``aligner.landmarks5(rgb, select="central")`` (a
+    :class:`~faceobfuscator.client.alignment.FaceAligner`, e.g. YuNet's), hence the map
+    crop -> image -> chip. Faces whose crop centre lands more than ``max_offset`` chip
+    pixels from the chip centre (dlib and the aligner chose different people) are skipped.
+
+    Raises:
+        InputError: no face was usable.
+    """
     import dlib
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
     template = np.asarray(ARCFACE_TEMPLATE_112)
+    centre = np.array([(CHIP_SIZE - 1) / 2, (CHIP_SIZE - 1) / 2])
     mats = []
     for rgb in images:
         rects = detector(rgb, 1)
         if not rects:
             continue
         shape = predictor(rgb, rects[0])
-        p68 = np.array([[shape.part(k).x, shape.part(k).y] for k in range(68)], float)
-        image_to_crop = np.vstack(
-            [similarity_transform(landmarks5_from_68(p68), template), [0, 0, 1]]
-        )
+        if aligner is None:
+            p68 = np.array([[shape.part(k).x, shape.part(k).y] for k in range(68)], float)
+            points = landmarks5_from_68(p68)
+        else:
+            try:
+                points = aligner.landmarks5(rgb, select="central")
+            except InputError:
+                continue
+        image_to_crop = np.vstack([similarity_transform(points, template), [0, 0, 1]])
         image_to_chip = np.vstack(
             [_chip_geometry(dlib.get_face_chip_details(shape, CHIP_SIZE, 0.25)), [0, 0, 1]]
         )
-        mats.append((image_to_chip @ np.linalg.inv(image_to_crop))[:2])
+        mat = (image_to_chip @ np.linalg.inv(image_to_crop))[:2]
+        if np.abs(mat @ np.array([55.5, 55.5, 1.0]) - centre).max() > max_offset:
+            continue
+        mats.append(mat)
     if not mats:
-        raise InputError("dlib found no face in any of the images")
+        raise InputError("dlib found no usable face in any of the images")
     return np.mean(mats, axis=0), len(mats)
 
 
