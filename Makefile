@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets
 
-.PHONY: venv demo test test-slow lint bench results clean
+.PHONY: venv demo test test-slow lint bench results table3 clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: venv
 # (the first round's MobileFaceNets: results/verification-mobilefacenet.*)
 results: venv cache/aligned/lfw/summary.json cache/aligned/cfp/summary.json
 	$(BIN)/faceobf eval results --models models/sface-arcface models/sface-arcface-fd models/sface-faceobfuscator --bf16 --seed 0
+
+# the paper's Table 3 for every model directory under models/ (accuracy, TAR, storage, client
+# time; leakage from results/table4.json when present): about 13 minutes a model on 2 idle cores
+table3: venv cache/aligned/lfw/summary.json cache/aligned/cfp/summary.json
+	$(BIN)/faceobf eval table3 --bf16 --seed 0
 
 # aligned crops (git-ignored): LFW about 5 minutes, CFP about 20 on 2 cores
 cache/aligned/%/summary.json: | venv

@@ -1,4 +1,6 @@
-"""``faceobf eval verify``: the verification benchmarks of a model directory."""
+"""``faceobf eval``: the verification benchmarks of a model directory (``verify``), the
+results table of several (``results``), the paper's Table 3 (``table3``) and training
+curves (``curves``)."""
 
 from __future__ import annotations
 
@@ -63,6 +65,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--out", type=Path, default=Path("results/verification.json"))
     r.add_argument("--markdown", type=Path, default=Path("results/verification.md"))
     r.set_defaults(func=_results)
+
+    t = group.add_parser(
+        "table3",
+        help="the paper's Table 3 for every scheme with a model (Markdown and JSON)",
+        description="Accuracy (LFW, CFP-FF, CFP-FP) and TAR at FAR 1e-3 by `eval verify`, "
+        "storage per face, client time per face (batched and single) and the leakage "
+        "verdicts of results/table4.json when present.",
+    )
+    t.add_argument(
+        "--models", type=Path, nargs="+", default=None, help="model directories (default: models/*)"
+    )
+    t.add_argument("--benchmarks", default="lfw,cfp-ff,cfp-fp")
+    t.add_argument("--table4", type=Path, default=Path("results/table4.json"))
+    t.add_argument("--root", type=Path, default=v.get_default("root"))
+    t.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
+    t.add_argument("--out", type=Path, default=Path("results/table3.json"))
+    t.add_argument("--markdown", type=Path, default=Path("results/table3.md"))
+    t.set_defaults(func=_table3)
 
     c = group.add_parser(
         "curves",
@@ -147,6 +170,38 @@ def _results(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + ("" if text.endswith("\n") else "\n"))
     print(results_table(rows))
+    return 0
+
+
+def _table3(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from faceobfuscator.research.evaluation.table3 import (
+        model_directories,
+        run_table3,
+        table3_markdown,
+    )
+
+    results = run_table3(
+        args.models or model_directories("models"),
+        benchmarks=tuple(args.benchmarks.split(",")),
+        table4=args.table4,
+        datasets_root=args.root,
+        aligned_root=args.aligned,
+        device=args.device,
+        seed=args.seed,
+        bf16=args.bf16,
+    )
+    command = "faceobf " + shlex.join(sys.argv[1:])
+    results["command"] = command
+    for path, text in (
+        (args.out, json.dumps(results, indent=2) + "\n"),
+        (args.markdown, table3_markdown(results, command=command)),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(table3_markdown(results, command=command))
     return 0
 
 
