@@ -3,6 +3,7 @@ victims, and the attack itself on raw images and on pure noise."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,7 @@ def _attack(world, leak, variant: str) -> tuple[float, int]:
     return float((found["rank"] == 1).mean()), log.nonfinite_steps
 
 
+@pytest.mark.slow  # SFace twice and two training steps: 20-60 s on a shared CPU
 def test_linkage_on_raw_images_links_far_above_the_floor(toy_world):
     leak = make_leak(get_scheme("arcface", ProtocolConfig()), "C")
     rank1, nonfinite = _attack(toy_world, leak, "adaptive")
@@ -177,9 +179,75 @@ def test_linkage_on_raw_images_links_far_above_the_floor(toy_world):
     assert float((floor["rank"] == 1).mean()) <= 0.25
 
 
+@pytest.mark.slow  # SFace twice and two training steps: 20-60 s on a shared CPU
 def test_linkage_on_pure_noise_stays_at_the_floor(toy_world):
     def noise(faces: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return torch.rand((faces.shape[0], 3, 112, 112), generator=g) * 2 - 1
 
     # chance: 1/40 per victim; 3 of 12 has probability < 1% under chance
     assert _attack(toy_world, noise, "as-paper")[0] <= 0.25
+
+
+@pytest.mark.slow  # SFace twice and two training steps: 20-60 s on a shared CPU
+def test_training_gives_up_when_nothing_is_finite(toy_world):
+    def broken(faces: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return torch.full((faces.shape[0], 3, 112, 112), float("inf"))
+
+    pre = prepare_variant(
+        "as-paper",
+        scheme=get_scheme("arcface", ProtocolConfig()),
+        leak=broken,
+        probe_faces=torch.from_numpy(toy_world["attacker"][:2]),
+        generator=torch.Generator().manual_seed(0),
+    )
+    settings = LinkerSettings(steps=50, batch_size=2, max_seconds=60)
+    _, log = train_linker(toy_world["attacker"], toy_world["targets"], broken, pre, settings)
+    assert (log.steps, log.nonfinite_steps, log.losses) == (3, 3, [])
+
+
+def test_reports_quote_the_measures(tmp_path):
+    from faceobfuscator.research.privacy.linkage_report import write_linkage_reports
+
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(30, 8))
+    keys = [f"p{i}" for i in range(30)]
+    u = deployment_scores(Space("sface"), e, e, e + rng.normal(size=e.shape), keys)
+    found = search(Space("sface"), e, keys, e, keys)
+    summary = {"lfw": link_summary(found, {"threshold": 0.363, "fmr": 0.5})}
+    row = {
+        "scheme": "faceobfuscator",
+        "scenario": "C",
+        "variant": "adaptive",
+        "recognizer": "sface",
+        "deployment": "plain",
+        "search": summary,
+        "unlinkability": u,
+    }
+    results = {
+        "config": LinkageConfig(name="t").to_dict(),
+        "victims": {"lfw": 30},
+        "attacker_sources": {"fairface": 1},
+        "gallery_identities": 30,
+        "recognizers": {
+            "sface": {
+                "threshold": 0.363,
+                "threshold_fmr": 0.001,
+                "nonmated_pairs": 10,
+                "fmr": 0.001,
+                "fmr_threshold": 0.4,
+                "reference": {"floor": summary},
+            }
+        },
+        "rows": [row],
+        "server_unlinkability": {"faceobfuscator/C": u},
+        "sealed": [],
+    }
+    out = write_linkage_reports(results, tmp_path)
+    md = (out / "linkage.md").read_text()
+    assert "| faceobfuscator | plain | adaptive | C | 1.00 [" in md
+    assert "| faceobfuscator/C | 1.00 |" in md
+    assert "not independent of the server network" in md
+    assert (out / "linkage_densities.png").stat().st_size > 1000
+    saved = json.loads((out / "linkage.json").read_text())
+    d_sys = saved["rows"][0]["unlinkability"]["same_face"]["d_sys"]
+    assert d_sys == pytest.approx(u["same_face"]["d_sys"], abs=1e-4) and d_sys > 0.9

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faceobfuscator.recognition.modeldir import RecognitionModel, load_model
+from faceobfuscator.recognition.modeldir import RecognitionModel, load_model, load_scheme
 from faceobfuscator.recognition.schemes import Scheme, get_scheme
 from faceobfuscator.research.privacy.evaluate import average_face
 from faceobfuscator.research.privacy.linkage import (
@@ -269,6 +269,9 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
     for scheme_name in cfg.scheme_names():
         scheme = get_scheme(scheme_name, protocol)
         model = _server_model(cfg, scheme, log)
+        if model is not None and scheme.parts() is not None:
+            scheme = load_scheme(cfg.model_dir(scheme_name))  # the client as deployed
+            scheme.parts().requires_grad_(False)  # type: ignore[union-attr]
         stores_sent = _stores_what_it_sends(scheme, probe)
         for scenario in cfg.scenarios:
             if scenario == "D" and stores_sent and "C" in cfg.scenarios:

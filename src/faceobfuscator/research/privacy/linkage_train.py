@@ -31,6 +31,9 @@ from faceobfuscator.research.training.step import autocast, distill_loss
 
 __all__ = ["LinkerLog", "Linker", "train_linker"]
 
+#: training stops when its first this many steps all had a non-finite loss
+_GIVE_UP = 3
+
 
 @dataclass
 class LinkerLog:
@@ -111,6 +114,9 @@ def train_linker(
         pre: the variant's preprocessing (``pre.in_channels`` sizes the stem).
         settings: budget and optimiser.
         augment: the server recipe's augmentation, or None (random mirror only).
+
+    Steps whose loss is not finite are skipped; when the first three all are, training
+    stops (the network keeps its initialisation).
     """
     dev = torch.device(device)
     net = build_backbone("sface", pre.in_channels, targets.shape[1])
@@ -148,6 +154,8 @@ def train_linker(
         log.steps += 1
         if not math.isfinite(float(loss.detach())):
             log.nonfinite_steps += 1  # as-paper on huge leaked values: skip, as the attacks do
+            if log.nonfinite_steps == log.steps == _GIVE_UP:
+                break  # nothing trains on this input: the budget goes to the other rows
             continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
