@@ -30,6 +30,21 @@ def test_sealed_embedding_opens_only_for_its_template_model_and_key():
     assert sealer.seal(5, emb) != sealed  # fresh nonce every time
 
 
+def test_open_many_keeps_only_what_authenticates_in_order():
+    sealer = EmbeddingSealer(os.urandom(32), model_hash="m1", dim=4)
+    emb = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
+    sealed = [sealer.seal(i, e) for i, e in enumerate(emb)]
+    tampered = bytearray(sealed[2])
+    tampered[-1] ^= 1
+    ids, got = sealer.open_many(
+        [0, 1, 2, 3, 9, 1], [sealed[0], sealed[3], bytes(tampered), sealed[3], b"short", None]
+    )
+    assert ids == [0, 3] and got.dtype == np.float32 and got.shape == (2, 4)  # positions
+    np.testing.assert_array_equal(got, emb[[0, 3]])  # template 1 sealed as 3 does not open
+    ids, got = sealer.open_many([], [])
+    assert ids == [] and got.shape == (0, 4)
+
+
 def test_sealer_rejects_short_keys():
     with pytest.raises(ConfigError, match="32 bytes"):
         EmbeddingSealer(b"short", model_hash="m", dim=8)

@@ -158,3 +158,20 @@ def test_sqlite_erasure_leaves_no_copy_of_the_payload_on_disk(tmp_path):
     assert not any(p in disk for p in probes)
     assert sum(other[i : i + 16] in disk for i in range(0, 100_000, 5_000)) >= 18
     storage.close()
+
+
+def test_iter_refs_sealed_pairs_each_ref_with_its_models_cached_embedding(storage):
+    refs = storage.add_templates(
+        [(f"s{i % 2}", b"x") for i in range(5)], protocol_hash=H, create_subjects=True
+    )
+    t = [r.template_id for r in refs]
+    storage.put_sealed([(t[0], b"a0"), (t[3], b"a3")], "m1")
+    storage.put_sealed([(t[1], b"b1")], "m2")
+    pages = list(storage.iter_refs_sealed("m1", batch=2))
+    assert [len(p.template_ids) for p in pages] == [2, 2, 1]
+    got = [z for p in pages for z in zip(p.template_ids, p.names, p.sealed, strict=True)]
+    assert got == [
+        (t[0], "s0", b"a0"), (t[1], "s1", None), (t[2], "s0", None),
+        (t[3], "s1", b"a3"), (t[4], "s0", None),
+    ]  # fmt: skip
+    assert pages[0].refs([1]) == [storage.refs([t[1]])[0]]

@@ -54,8 +54,10 @@ class AnnSpec:
     threads: int | None = None
     shortlist: int = 300
 
-    def build_pq(self, dim: int) -> PQScanVectors:
-        return PQScanVectors(dim, shortlist=self.shortlist, threads=self.threads)
+    def build_pq(self, dim: int, expected: int = 0) -> PQScanVectors:
+        return PQScanVectors(
+            dim, shortlist=self.shortlist, threads=self.threads, capacity=int(1.05 * expected)
+        )
 
     def build(self, dim: int, expected: int) -> IVFVectors:
         nlist = self.nlist or default_nlist(expected)
@@ -188,4 +190,4 @@ def choose_index(
         return EmbeddingIndex(dim)
     if kind == "ivf":
         return EmbeddingIndex(dim, vectors=spec.build(dim, n_templates))
-    return EmbeddingIndex(dim, vectors=spec.build_pq(dim))
+    return EmbeddingIndex(dim, vectors=spec.build_pq(dim, n_templates))

@@ -209,23 +209,36 @@ class EmbeddingIndex:
         self, template_ids: list[int], subject_ids: list[int], names: list[str], emb: np.ndarray
     ) -> int:
         """Add templates (embeddings ``(n, dim)``); ids already present are left as they
-        are. Returns how many were added."""
+        are. Returns how many were added.
+
+        Raises:
+            ValueError: the lists differ in length, or an id appears twice.
+        """
         emb = np.asarray(emb, dtype=np.float32).reshape(len(template_ids), self.dim)
+        if len(subject_ids) != len(template_ids) or len(names) != len(template_ids):
+            raise ValueError("template ids, subject ids and names differ in length")
+        if len(set(template_ids)) != len(template_ids):
+            raise ValueError("a template id appears twice in one addition")
         with self._lock.write():
-            keep = []
-            for i, (tid, sid, name) in enumerate(
-                zip(template_ids, subject_ids, names, strict=True)
-            ):
-                if tid in self._sid:
-                    continue
-                self._sid[tid] = sid
-                self._members.setdefault(sid, set()).add(tid)
-                self._names[sid] = name
-                self._by_name[name] = sid
-                keep.append(i)
+            known = self._sid
+            keep = [i for i, t in enumerate(template_ids) if t not in known]
+            if len(keep) < len(template_ids):
+                template_ids = [template_ids[i] for i in keep]
+                subject_ids = [subject_ids[i] for i in keep]
+                names = [names[i] for i in keep]
+                emb = emb[keep]
+            known.update(zip(template_ids, subject_ids, strict=True))
+            members = self._members
+            for tid, sid in zip(template_ids, subject_ids, strict=True):
+                if sid in members:
+                    members[sid].add(tid)
+                else:
+                    members[sid] = {tid}
+            self._names.update(zip(subject_ids, names, strict=True))
+            self._by_name.update(zip(names, subject_ids, strict=True))
             if keep:
-                ids = np.asarray(template_ids, dtype=np.int64)[keep]
-                self.vectors.add(ids, np.ascontiguousarray(emb[keep]))
+                ids = np.asarray(template_ids, dtype=np.int64)
+                self.vectors.add(ids, np.ascontiguousarray(emb))
         return len(keep)
 
     def remove(self, template_ids: list[int]) -> int:

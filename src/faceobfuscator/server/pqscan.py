@@ -39,6 +39,7 @@ class PQScanVectors(TrainedLater):
         train_size: templates gathered (and searched exactly) before the codebooks are
             trained.
         threads: faiss OpenMP threads; None leaves faiss's default.
+        capacity: templates to reserve room for (start-up knows the gallery's size).
 
     Raises:
         ValueError: ``dim`` not divisible by ``subquantizers``, or a shortlist below 1.
@@ -54,6 +55,7 @@ class PQScanVectors(TrainedLater):
         shortlist: int = 300,
         train_size: int = 20_000,
         threads: int | None = None,
+        capacity: int = 0,
     ) -> None:
         import faiss  # only servers of large galleries pay for the import
 
@@ -75,6 +77,7 @@ class PQScanVectors(TrainedLater):
         self._row: dict[int, int] = {}
         self._used = 0
         self._dead = 0
+        self._capacity = capacity
 
     def __len__(self) -> int:
         return len(self._staged) if self._staged is not None else len(self._row)
@@ -82,7 +85,7 @@ class PQScanVectors(TrainedLater):
     def _reserve(self, n: int) -> None:
         if n <= self._emb.shape[0]:
             return
-        cap = max(n, self._emb.shape[0] + self._emb.shape[0] // 2, 1024)
+        cap = max(n, 2 * self._emb.shape[0], 1024, self._capacity)
         emb = np.empty((cap, self.dim), dtype=np.float16)
         emb[: self._used] = self._emb[: self._used]
         tid = np.full(cap, -1, dtype=np.int64)

@@ -110,8 +110,20 @@ class GalleryService:
         seq = self.storage.last_seq()
         # the log is kept from here until this process reports again (housekeeping)
         self.storage.report_applied(self.follower_id, seq)
-        for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
-            self._add_refs(refs)
+        if self.sealer is None:
+            for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
+                self._add_refs(refs)
+        else:  # refs and cached embeddings in one query a page, opened in one call
+            for page in self.storage.iter_refs_sealed(self.sealer.model_hash, batch=10_000):
+                ok, embs = self.sealer.open_many(page.template_ids, page.sealed)
+                self.index.add(
+                    [page.template_ids[i] for i in ok],
+                    [page.subject_ids[i] for i in ok],
+                    [page.names[i] for i in ok],
+                    embs,
+                )
+                missing = sorted(set(range(len(page.template_ids))) - set(ok))
+                self._add_refs(page.refs(missing))  # the model embeds these
         self._seq = seq
 
     def housekeeping(self, *, keep_s: float) -> int:
@@ -166,11 +178,10 @@ class GalleryService:
                 found[r.template_id] = self._pending.pop(r.template_id)
         todo = [r.template_id for r in refs if r.template_id not in found]
         if self.sealer is not None and todo:
-            model_hash = self.sealer.model_hash
-            for tid, sealed in self.storage.sealed_embeddings(todo, model_hash).items():
-                emb = self.sealer.open(tid, sealed)
-                if emb is not None:
-                    found[tid] = emb
+            cached = self.storage.sealed_embeddings(todo, self.sealer.model_hash)
+            ids = list(cached)
+            opened, embs = self.sealer.open_many(ids, [cached[t] for t in ids])
+            found.update(zip([ids[i] for i in opened], embs, strict=True))
             todo = [t for t in todo if t not in found]
         names = {r.template_id: r.name for r in refs}
         for i in range(0, len(todo), self.embed_batch):

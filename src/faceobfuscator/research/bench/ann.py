@@ -304,7 +304,7 @@ def ann_bench(
 
     spec = spec or AnnSpec()
     rss0 = _rss_bytes()
-    vectors: Any = spec.build(dim, n) if kind == "ivf" else spec.build_pq(dim)
+    vectors: Any = spec.build(dim, n) if kind == "ivf" else spec.build_pq(dim, n)
     index = EmbeddingIndex(dim, vectors=vectors)
     say(f"building {vectors.kind} over {n:,} templates")
     t = time.perf_counter()

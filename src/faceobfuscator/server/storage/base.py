@@ -38,7 +38,7 @@ from faceobfuscator.errors import (
     UnknownTemplateError,
 )
 
-__all__ = ["SubjectRecord", "TemplateRef", "Change", "SQLStorage", "ADD", "DELETE"]
+__all__ = ["SubjectRecord", "TemplateRef", "RefPage", "Change", "SQLStorage", "ADD", "DELETE"]
 
 ADD = 1
 DELETE = 2
@@ -49,6 +49,20 @@ class SubjectRecord:
     name: str
     created_at: float
     n_templates: int
+
+
+@dataclass(frozen=True)
+class RefPage:
+    """Templates as columns (start-up reads a million): ids, subject ids, subject names
+    and the cached sealed embedding of each (None: not cached)."""
+
+    template_ids: list[int]
+    subject_ids: list[int]
+    names: list[str]
+    sealed: list[bytes | None]
+
+    def refs(self, rows: Sequence[int]) -> list[TemplateRef]:
+        return [TemplateRef(self.template_ids[i], self.subject_ids[i], self.names[i]) for i in rows]
 
 
 @dataclass(frozen=True)
@@ -326,6 +340,29 @@ class SQLStorage:
                 return
             yield [TemplateRef(int(r[0]), int(r[1]), r[2]) for r in rows]
             last = int(rows[-1][0])
+
+    def iter_refs_sealed(self, model_hash: str, *, batch: int = 10_000) -> Iterator[RefPage]:
+        """Every template's ref with its cached sealed embedding of ``model_hash``, in
+        pages of ``batch`` by ascending id: start-up's one query a page."""
+        last = 0
+        while True:
+            with self._read() as cur:
+                cur.execute(
+                    self._q(
+                        "SELECT t.id, t.subject_id, s.name, c.sealed FROM templates t "
+                        "JOIN subjects s ON s.id = t.subject_id "
+                        "LEFT JOIN embedding_cache c "
+                        "ON c.template_id = t.id AND c.model_hash = ? "
+                        "WHERE t.id > ? ORDER BY t.id LIMIT ?"
+                    ),
+                    (model_hash, last, batch),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            ids, sids, names, sealed = (list(c) for c in zip(*rows, strict=True))
+            yield RefPage(ids, sids, names, [None if b is None else bytes(b) for b in sealed])
+            last = int(ids[-1])
 
     def refs(self, template_ids: Sequence[int]) -> list[TemplateRef]:
         """The refs of those of ``template_ids`` that still exist."""
