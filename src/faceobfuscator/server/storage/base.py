@@ -322,47 +322,40 @@ class SQLStorage:
                 )
             return [int(r[0]) for r in cur.fetchall()]
 
-    def iter_refs(self, *, batch: int = 1000) -> Iterator[list[TemplateRef]]:
-        """Every template's :class:`TemplateRef`, in pages of ``batch`` by ascending id."""
+    def _pages(self, sql: str, head: tuple, batch: int) -> Iterator[list[Any]]:
+        """Rows of ``sql`` (its first column the template id; its last two parameters
+        ``t.id > ?`` and ``LIMIT ?``) in pages of ``batch`` by ascending id."""
         last = 0
         while True:
             with self._read() as cur:
-                cur.execute(
-                    self._q(
-                        "SELECT t.id, t.subject_id, s.name FROM templates t "
-                        "JOIN subjects s ON s.id = t.subject_id "
-                        "WHERE t.id > ? ORDER BY t.id LIMIT ?"
-                    ),
-                    (last, batch),
-                )
+                cur.execute(self._q(sql), (*head, last, batch))
                 rows = cur.fetchall()
             if not rows:
                 return
-            yield [TemplateRef(int(r[0]), int(r[1]), r[2]) for r in rows]
+            yield rows
             last = int(rows[-1][0])
+
+    def iter_refs(self, *, batch: int = 1000) -> Iterator[list[TemplateRef]]:
+        """Every template's :class:`TemplateRef`, in pages of ``batch`` by ascending id."""
+        sql = (
+            "SELECT t.id, t.subject_id, s.name FROM templates t "
+            "JOIN subjects s ON s.id = t.subject_id WHERE t.id > ? ORDER BY t.id LIMIT ?"
+        )
+        for rows in self._pages(sql, (), batch):
+            yield [TemplateRef(int(r[0]), int(r[1]), r[2]) for r in rows]
 
     def iter_refs_sealed(self, model_hash: str, *, batch: int = 10_000) -> Iterator[RefPage]:
         """Every template's ref with its cached sealed embedding of ``model_hash``, in
         pages of ``batch`` by ascending id: start-up's one query a page."""
-        last = 0
-        while True:
-            with self._read() as cur:
-                cur.execute(
-                    self._q(
-                        "SELECT t.id, t.subject_id, s.name, c.sealed FROM templates t "
-                        "JOIN subjects s ON s.id = t.subject_id "
-                        "LEFT JOIN embedding_cache c "
-                        "ON c.template_id = t.id AND c.model_hash = ? "
-                        "WHERE t.id > ? ORDER BY t.id LIMIT ?"
-                    ),
-                    (model_hash, last, batch),
-                )
-                rows = cur.fetchall()
-            if not rows:
-                return
+        sql = (
+            "SELECT t.id, t.subject_id, s.name, c.sealed FROM templates t "
+            "JOIN subjects s ON s.id = t.subject_id "
+            "LEFT JOIN embedding_cache c ON c.template_id = t.id AND c.model_hash = ? "
+            "WHERE t.id > ? ORDER BY t.id LIMIT ?"
+        )
+        for rows in self._pages(sql, (model_hash,), batch):
             ids, sids, names, sealed = (list(c) for c in zip(*rows, strict=True))
             yield RefPage(ids, sids, names, [None if b is None else bytes(b) for b in sealed])
-            last = int(ids[-1])
 
     def refs(self, template_ids: Sequence[int]) -> list[TemplateRef]:
         """The refs of those of ``template_ids`` that still exist."""
