@@ -57,13 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--models", type=Path, nargs="+", required=True, help="model directories")
     r.add_argument("--benchmarks", default="lfw,cfp-ff,cfp-fp")
     r.add_argument("--no-ablation", action="store_true", help="skip the no-recovery rows")
-    r.add_argument("--root", type=Path, default=v.get_default("root"))
-    r.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    r.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
-    r.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
-    r.add_argument("--out", type=Path, default=Path("results/verification.json"))
-    r.add_argument("--markdown", type=Path, default=Path("results/verification.md"))
+    _table_options(r, v.get_default("root"), "verification")
     r.set_defaults(func=_results)
 
     t = group.add_parser(
@@ -77,14 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--models", type=Path, nargs="+", default=None, help="model directories (default: models/*)"
     )
     t.add_argument("--benchmarks", default="lfw,cfp-ff,cfp-fp")
+    t.add_argument("--folds", default=None, help="e.g. 6-10 (the default)")
     t.add_argument("--table4", type=Path, default=Path("results/table4.json"))
-    t.add_argument("--root", type=Path, default=v.get_default("root"))
-    t.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    t.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
-    t.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
-    t.add_argument("--out", type=Path, default=Path("results/table3.json"))
-    t.add_argument("--markdown", type=Path, default=Path("results/table3.md"))
+    t.add_argument("--timing-batch", type=int, default=64, help="faces per batched call")
+    _table_options(t, v.get_default("root"), "table3")
     t.set_defaults(func=_table3)
 
     c = group.add_parser(
@@ -99,6 +89,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_curves)
 
 
+def _table_options(p: argparse.ArgumentParser, root: Path, name: str) -> None:
+    """The options that the table commands share; outputs results/NAME.{json,md}."""
+    p.add_argument("--root", type=Path, default=root)
+    p.add_argument("--aligned", type=Path, default=ALIGNED_ROOT)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the protection draws")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
+    p.add_argument("--out", type=Path, default=Path(f"results/{name}.json"))
+    p.add_argument("--markdown", type=Path, default=Path(f"results/{name}.md"))
+
+
+def _write_tables(json_path: Path, data: object, markdown_path: Path, markdown: str) -> None:
+    for path, text in ((json_path, json.dumps(data, indent=2)), (markdown_path, markdown)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + ("" if text.endswith("\n") else "\n"))
+
+
 def _verify(args: argparse.Namespace) -> int:
     from faceobfuscator.research.data.split import parse_folds
     from faceobfuscator.research.evaluation.benchmarks import run_verification
@@ -107,6 +114,7 @@ def _verify(args: argparse.Namespace) -> int:
         args.model,
         args.benchmark,
         folds=parse_folds(args.folds) if args.folds else None,
+        timing_batch=args.timing_batch,
         recovery=not args.no_recovery,
         flip=not args.no_flip,
         datasets_root=args.root,
@@ -163,12 +171,7 @@ def _results(args: argparse.Namespace) -> int:
                     f"({result.missing_pairs} pairs missing)",
                     flush=True,
                 )
-    for path, text in (
-        (args.out, json.dumps(rows, indent=2)),
-        (args.markdown, results_table(rows)),
-    ):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + ("" if text.endswith("\n") else "\n"))
+    _write_tables(args.out, rows, args.markdown, results_table(rows))
     print(results_table(rows))
     return 0
 
@@ -177,6 +180,7 @@ def _table3(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
+    from faceobfuscator.research.data.split import parse_folds
     from faceobfuscator.research.evaluation.table3 import (
         model_directories,
         run_table3,
@@ -186,6 +190,8 @@ def _table3(args: argparse.Namespace) -> int:
     results = run_table3(
         args.models or model_directories("models"),
         benchmarks=tuple(args.benchmarks.split(",")),
+        folds=parse_folds(args.folds) if args.folds else None,
+        timing_batch=args.timing_batch,
         table4=args.table4,
         datasets_root=args.root,
         aligned_root=args.aligned,
@@ -195,13 +201,9 @@ def _table3(args: argparse.Namespace) -> int:
     )
     command = "faceobf " + shlex.join(sys.argv[1:])
     results["command"] = command
-    for path, text in (
-        (args.out, json.dumps(results, indent=2) + "\n"),
-        (args.markdown, table3_markdown(results, command=command)),
-    ):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    print(table3_markdown(results, command=command))
+    markdown = table3_markdown(results, command=command)
+    _write_tables(args.out, results, args.markdown, markdown)
+    print(markdown)
     return 0
 
 

@@ -112,3 +112,20 @@ def test_table3_end_to_end_on_a_toy_lfw(complete_toy_lfw, tmp_path):
     acc = 100 * lfw["accuracy_mean"]
     assert cells[2].startswith(f"{acc:.2f} ±") and cells[-2:] == ["leaks", "protected"]
     assert "`faceobf eval table3 --x`" in md and "folds [1, 2]" in md
+
+
+def test_cli_writes_json_and_markdown(complete_toy_lfw, tmp_path, capsys):
+    from faceobfuscator.cli import main
+
+    root, aligned = complete_toy_lfw
+    model = make_random_model(tmp_path / "m", scheme="ppfr-fd", embedding_size=32)
+    out, md = tmp_path / "t3.json", tmp_path / "t3.md"
+    argv = ["eval", "table3", "--models", str(model), "--benchmarks", "lfw", "--folds", "1-2"]
+    argv += ["--timing-batch", "2"]
+    argv += ["--root", str(root), "--aligned", str(aligned), "--device", "cpu"]
+    argv += ["--table4", str(tmp_path / "none.json"), "--out", str(out), "--markdown", str(md)]
+    assert main(argv) == 0
+    saved = json.loads(out.read_text())
+    assert saved["rows"][0]["scheme"] == "ppfr-fd" and saved["table4"] is None
+    assert saved["command"].startswith("faceobf ") and md.read_text() in capsys.readouterr().out
+    assert saved["rows"][0]["storage_kb_per_face"] == pytest.approx(36 * 112 * 112 * 4 / 1024)
