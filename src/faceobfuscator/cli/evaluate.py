@@ -114,7 +114,6 @@ def _verify(args: argparse.Namespace) -> int:
         args.model,
         args.benchmark,
         folds=parse_folds(args.folds) if args.folds else None,
-        timing_batch=args.timing_batch,
         recovery=not args.no_recovery,
         flip=not args.no_flip,
         datasets_root=args.root,
