@@ -46,6 +46,8 @@ class AnnSpec:
         threads: faiss's OpenMP threads (training and adding); searches of one probe are
             single-threaded and run concurrently from the request threads.
         shortlist: rows of the ``pq`` store's code scan re-scored on float16.
+        train_size: templates gathered (and searched exactly) before training; None:
+            ``train_points`` per IVF cell, 20,000 for ``pq``.
     """
 
     nlist: int | None = None
@@ -53,10 +55,15 @@ class AnnSpec:
     train_points: int = 40
     threads: int | None = None
     shortlist: int = 300
+    train_size: int | None = None
 
     def build_pq(self, dim: int, expected: int = 0) -> PQScanVectors:
         return PQScanVectors(
-            dim, shortlist=self.shortlist, threads=self.threads, capacity=int(1.05 * expected)
+            dim,
+            shortlist=self.shortlist,
+            train_size=self.train_size or 20_000,
+            threads=self.threads,
+            capacity=int(1.05 * expected),
         )
 
     def build(self, dim: int, expected: int) -> IVFVectors:
@@ -65,7 +72,7 @@ class AnnSpec:
             dim,
             nlist=nlist,
             nprobe=self.nprobe,
-            train_size=self.train_points * nlist,
+            train_size=self.train_size or self.train_points * nlist,
             threads=self.threads,
         )
 

@@ -90,6 +90,7 @@ def _index_for(settings: ServerSettings, dim: int, n_templates: int) -> Embeddin
             nlist=settings.ann_nlist,
             nprobe=settings.ann_nprobe,
             shortlist=settings.ann_shortlist,
+            train_size=settings.ann_train_size,
         ),
     )
 

@@ -69,7 +69,7 @@ class PQScanVectors(TrainedLater):
         self.dim = dim
         self.subquantizers = m
         self.shortlist = shortlist
-        self.train_size = max(train_size, 16 * 39)  # 16 centroids per sub-quantiser
+        self.train_size = max(train_size, 64)  # 16 centroids per sub-quantiser; 39 each is best
         self._index: Any = faiss.IndexPQFastScan(dim, m, 4, faiss.METRIC_INNER_PRODUCT)
         self._staged: ExactVectors | None = ExactVectors(dim)
         self._emb = np.empty((0, dim), dtype=np.float16)

@@ -76,6 +76,8 @@ class ServerSettings(BaseSettings):
         ann_nprobe: cells scored per search (recall against speed; see docs/scaling.md).
         ann_shortlist: rows of the ``pq`` code scan re-scored on float16 (recall of
             places 2-5 against speed).
+        ann_train_size: templates gathered (searched exactly) before the approximate
+            index trains; default 40 per IVF cell, 20,000 for ``pq``.
         client_rate_per_s: requests per second allowed to each client key (a token
             bucket of ``rate_burst``); beyond it the answer is 429 with ``Retry-After``.
             None: unlimited.
@@ -118,6 +120,7 @@ class ServerSettings(BaseSettings):
     ann_nlist: int | None = Field(default=None, ge=1, le=65536)
     ann_nprobe: int = Field(default=32, ge=1)
     ann_shortlist: int = Field(default=300, ge=1, le=100_000)
+    ann_train_size: int | None = Field(default=None, ge=1)
     client_rate_per_s: float | None = Field(default=None, gt=0)
     admin_rate_per_s: float | None = Field(default=None, gt=0)
     rate_burst: int = Field(default=20, ge=1)
