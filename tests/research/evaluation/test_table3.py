@@ -129,3 +129,16 @@ def test_cli_writes_json_and_markdown(complete_toy_lfw, tmp_path, capsys):
     assert saved["rows"][0]["scheme"] == "ppfr-fd" and saved["table4"] is None
     assert saved["command"].startswith("faceobf ") and md.read_text() in capsys.readouterr().out
     assert saved["rows"][0]["storage_kb_per_face"] == pytest.approx(36 * 112 * 112 * 4 / 1024)
+
+
+def test_cli_eval_verify_beside_table3(complete_toy_lfw, tmp_path):
+    """`eval verify` and `eval results` share the CLI module with table3; both still run."""
+    from faceobfuscator.cli import main
+
+    root, aligned = complete_toy_lfw
+    model = make_random_model(tmp_path / "m", scheme="arcface", embedding_size=32)
+    common = ["--root", str(root), "--aligned", str(aligned), "--device", "cpu"]
+    out = tmp_path / "v.json"
+    argv = ["eval", "verify", "--model", str(model), "--benchmark", "lfw", "--folds", "1-2"]
+    assert main([*argv, *common, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["n_pairs"] == 4
