@@ -223,7 +223,7 @@ def table3_markdown(results: dict[str, Any], *, command: str = "faceobf eval tab
     for r in results["rows"]:
         v, t, leak = r["verification"], r["client_time"], r["leakage"]
         cells = (
-            [Path(r["model"]).name, r["scheme"]]
+            [r["model"], r["scheme"]]
             + [_accuracy(v.get(b)) for b in benches]
             + [_tar(v.get(b)) for b in benches]
             + [
