@@ -5,7 +5,9 @@
 - ``reconstruct CONFIG DIR``: train and reconstruct only (no dlib needed), saving to DIR;
 - ``score CONFIG DIR``: score reconstructions saved by ``reconstruct`` and write reports;
 - ``replay CONFIG``: replay acceptance against plain and sealed deployments, and the
-  reconstruction attack on a sealed deployment's leaks (``replay_sealed.*``).
+  reconstruction attack on a sealed deployment's leaks (``replay_sealed.*``);
+- ``table4 CONFIG``: Table 4 over every scheme of the config with a model directory
+  (``results/table4.{json,md}``, ``docs/figure9_<dataset>.png``; ``--out`` moves the table).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "replay attacks on plain and sealed deployments; attacks on sealed leaks",
             None,
         ),
+        ("table4", _table4, "Table 4 for every scheme with a model; Figure 9; verdicts", None),
     ]
     for name, func, help_text, folder in specs:
         p = sub.add_parser(name, help=help_text)
@@ -107,6 +110,17 @@ def _replay(args: argparse.Namespace) -> int:
     from faceobfuscator.research.privacy.run_replay import run_replay
 
     run_replay(_config(args), log=_log)
+    return 0
+
+
+def _table4(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from faceobfuscator.research.privacy.table4 import run_table4
+
+    command = shlex.join(["faceobf", *sys.argv[1:]])
+    run_table4(_config(args), out_dir=args.out or "results", command=command, log=_log)
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["write_reports", "markdown_table", "replay_markdown", "save_grid"]
+__all__ = ["write_reports", "markdown_table", "replay_markdown", "save_grid", "save_png"]
 
 _METRICS = (("ssim", "SSIM", 3), ("psnr", "PSNR", 2), ("cos", "COS", 3), ("match", "Match", 2))
 _ATTACK_LABELS = {"dn": "DN", "pix2pix": "cGAN"}
@@ -148,7 +148,6 @@ def save_grid(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     sets = {"original": originals, **columns}
     n_rows, n_cols = originals.shape[0], len(sets)
@@ -167,6 +166,14 @@ def save_grid(
             ax.set_yticks([])
         axes[0][c].set_title(label.replace(" / ", "\n"), fontsize=6)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.03, hspace=0.03)
+    save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Save and close a matplotlib figure as a PNG reduced to a 256 colour palette."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)
     plt.close(fig)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from faceobfuscator.protocol.config import ProtocolConfig
 from faceobfuscator.protocol.frequency import channel_operators
 from faceobfuscator.protocol.obfuscation import self_normalise
 from faceobfuscator.recognition.schemes import Scheme
+from faceobfuscator.research.privacy.adaptive import get_adaptive
 
 __all__ = [
     "CHAINS",
@@ -59,7 +61,9 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 
 def _steps(scheme: Scheme) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    return {"server": scheme.server_input, "rms": _rms, "abs": torch.abs}
+    own = get_adaptive(scheme.name)
+    extra = {k: partial(f, scheme) for k, f in own.steps.items()} if own else {}
+    return {"server": scheme.server_input, "rms": _rms, "abs": torch.abs, **extra}
 
 
 #: candidate preprocessing chains, finest (least information thrown away) first
@@ -104,17 +108,22 @@ def discover_chain(
 ) -> tuple[tuple[str, ...], dict[str, float]]:
     """The finest chain of :data:`CHAINS` whose output is the same for two independent
     client runs on ``probe_faces``, and every chain's relative discrepancy. With none
-    invariant, the chain of least discrepancy wins."""
+    invariant, the chain of least discrepancy wins. A scheme's own chains
+    (:mod:`.adaptive`) are tried first, and with none invariant its first one wins."""
     first, second = leak(probe_faces, generator), leak(probe_faces, generator)
+    own = get_adaptive(scheme.name)
+    candidates = (own.chains if own else ()) + CHAINS
     spread: dict[str, float] = {}
-    for chain in CHAINS:
+    for chain in candidates:
         a = apply_chain(first, chain, scheme).to(torch.float64)
         b = apply_chain(second, chain, scheme).to(torch.float64)
         scale = torch.maximum(a.abs().amax(), b.abs().amax()).clamp_min(_TINY)
         spread[_chain_name(chain)] = float(((a - b).abs().amax() / scale).nan_to_num(1.0))
-    for chain in CHAINS:
+    for chain in candidates:
         if spread[_chain_name(chain)] <= tolerance:
             return chain, spread
+    if own:
+        return own.chains[0], spread
     best = min(CHAINS, key=lambda c: spread[_chain_name(c)])
     return best, spread
 
@@ -281,6 +290,7 @@ def prepare_variant(
     if name == "as-paper":
         return Preprocessor(name, scheme, (), (), channels, notes="features as leaked")
     chain, spread = discover_chain(leak, scheme, probe_faces, generator=generator)
+    channels = int(apply_chain(sample, chain, scheme).shape[1])  # a scheme's step may change it
     used = extras if chain and chain[-1] == "abs" else ()
     notes = (
         "chain "
@@ -288,6 +298,9 @@ def prepare_variant(
         + "; spread "
         + ", ".join(f"{k}={v:.1e}" for k, v in spread.items())
     )
+    own = get_adaptive(scheme.name)
+    if own:
+        notes += "; tried: " + own.tried
     forward = None
     if name == "white-box":
         factory = FORWARD_MODELS.get(scheme.name)
