@@ -130,3 +130,32 @@ def test_privacy_harness_end_to_end(public_folder: Path, tmp_path: Path) -> None
     assert all("D = C" in rows[(s, "as-paper", "D")]["notes"] for s in MINE if s != "advface")
     for arr in recons.sets.values():
         assert arr.dtype == np.uint8 and arr.shape == (2, 112, 112, 3)
+
+
+def test_harness_runs_the_trained_parts_of_the_model_directory(tmp_path: Path) -> None:
+    from faceobfuscator.errors import ConfigError
+    from faceobfuscator.protocol.config import ProtocolConfig
+    from faceobfuscator.recognition.backbones import build_backbone
+    from faceobfuscator.recognition.modeldir import save_model
+    from faceobfuscator.recognition.schemes import get_scheme
+    from faceobfuscator.research.privacy.run import scheme_for
+
+    protocol = ProtocolConfig()
+    trained = get_scheme("cloak", protocol)
+    with torch.no_grad():
+        trained.noise.locs.fill_(0.5)
+    net = build_backbone("mobilefacenet", 3, 32)
+    common = dict(backbone_name="mobilefacenet", backbone=net, protocol=protocol, threshold=0.3)
+    save_model(tmp_path / "cloak", scheme_name="cloak", scheme_parts=trained.parts(), **common)
+    cfg = PrivacyConfig(models_dir=str(tmp_path), schemes=("cloak", "arcface"))
+    scheme = scheme_for(cfg, "cloak", protocol)
+    assert torch.all(scheme.parts().locs == 0.5) and not scheme.parts().training
+    # no directory: the fresh scheme; a scheme without parts never reads one
+    assert scheme_for(cfg, "instahide", protocol).parts() is None
+    assert torch.all(
+        scheme_for(PrivacyConfig(models_dir=str(tmp_path / "x")), "cloak", protocol).parts().locs
+        == 0
+    )
+    save_model(tmp_path / "wrong" / "cloak", scheme_name="advface", **common)
+    with pytest.raises(ConfigError, match="holds scheme 'advface'"):
+        scheme_for(PrivacyConfig(models_dir=str(tmp_path / "wrong")), "cloak", protocol)
