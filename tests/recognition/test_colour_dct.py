@@ -83,3 +83,12 @@ def test_bad_inputs_raise(faces):
         ColourDCT(P).inverse(torch.zeros(1, 3, 10, 24, 24))
     with pytest.raises(InputError, match="planes"):
         ColourDCT(P)(torch.zeros(3, 24, 24))
+
+
+def test_float_rgb_gives_the_same_planes(faces):
+    from faceobfuscator.recognition.colour_dct import ycbcr_from_rgb
+
+    rgb = faces.permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(ycbcr_from_rgb(rgb), ycbcr_planes(faces, P))
+    with pytest.raises(InputError, match="float RGB"):
+        ycbcr_from_rgb(faces.permute(0, 3, 1, 2))
