@@ -176,3 +176,42 @@ def test_gallery_of_another_protocol_is_refused(tmp_path):
     with pytest.raises(ModelMismatchError, match="cdcdcdcdcdcd"):
         service.start()
     service.close()
+
+
+def test_micro_batched_identifies_answer_as_unbatched_ones_with_fewer_model_calls(tmp_path):
+    import threading
+
+    class Counting(FakeEmbedder):
+        batches = 0
+
+        def embed(self, features: np.ndarray) -> np.ndarray:
+            Counting.batches += 1
+            return super().embed(features)
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    plain = _service(url)
+    try:
+        _enrol_all(plain, 4)
+        want = [plain.identify(p, top_k=2) for p in PROBE]
+    finally:
+        plain.close()
+    embedder = Counting()
+    service = GalleryService(open_storage(url), embedder, batch_window_s=0.05)
+    service.start()
+    got: dict[int, object] = {}
+    try:
+        threads = [
+            threading.Thread(target=lambda i=i: got.__setitem__(i, service.identify(PROBE[i % 4], top_k=2)))
+            for i in range(8)
+        ]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        service.close()
+    for i in range(8):  # batched rows may differ in the last float bits
+        g, w = got[i].candidates, want[i % 4].candidates  # type: ignore[attr-defined]
+        assert [c.subject for c in g] == [c.subject for c in w]
+        assert np.allclose([c.score for c in g], [c.score for c in w], atol=1e-5)
+    assert embedder.calls == 8 + 4 and Counting.batches < 4 + 8  # start-up embeds 4

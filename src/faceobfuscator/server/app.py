@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 def build_service(settings: ServerSettings, *, embedder: Embedder | None = None) -> GalleryService:
     """Open the gallery and the model named by ``settings`` and build the index."""
     model = embedder or ModelEmbedder(
-        settings.model_dir, device=settings.device, threshold=settings.threshold
+        settings.model_dir,
+        device=settings.device,
+        threshold=settings.threshold,
+        runtime=settings.runtime,
     )
     storage = open_storage(
         settings.db_url,
@@ -69,6 +72,7 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         max_top_k=settings.max_top_k,
         vault=build_vault(settings),
         index_factory=lambda n: _index_for(settings, model.dim, n),
+        batch_window_s=settings.batch_window_ms / 1000,
     )
     try:
         service.start()

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from faceobfuscator.errors import ModelMismatchError
+from faceobfuscator.errors import ConfigError, ModelMismatchError
 from faceobfuscator.protocol.config import ProtocolConfig
 
 __all__ = ["Embedder", "ModelEmbedder", "model_hash"]
@@ -57,13 +57,27 @@ class ModelEmbedder:
         device: torch device.
         threshold: overrides the model's calibrated threshold (required when the model
             has none).
+        runtime: ``fp32`` (the network as trained) or ``bf16`` (its body in bfloat16,
+            see ``server.runtime``; CPU only).
+
+    Raises:
+        ModelMismatchError: not a FaceObfuscator model, or no threshold.
+        ConfigError: an unknown runtime, or ``bf16`` for a network it cannot split.
     """
 
     def __init__(
-        self, directory: str | Path, *, device: str = "cpu", threshold: float | None = None
+        self,
+        directory: str | Path,
+        *,
+        device: str = "cpu",
+        threshold: float | None = None,
+        runtime: str = "fp32",
     ) -> None:
         from faceobfuscator.recognition.modeldir import load_model
+        from faceobfuscator.server.runtime import RUNTIMES, bf16_network
 
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
         model = load_model(directory, device=device)
         if model.scheme.name != "faceobfuscator":
             raise ModelMismatchError(
@@ -77,6 +91,8 @@ class ModelEmbedder:
                 "settings (FACEOBF_THRESHOLD)"
             )
         self._model = model
+        self.runtime = runtime
+        self._network = bf16_network(model.network) if runtime == "bf16" else None
         self.protocol: ProtocolConfig = model.protocol
         self.threshold = float(chosen)
         self.dim = int(model.embedding_size)
@@ -90,4 +106,8 @@ class ModelEmbedder:
         import torch
 
         sent = torch.from_numpy(np.array(features, dtype=np.float32))  # a writable copy
-        return self._model.embed_sent(sent).numpy()
+        if self._network is None:
+            return self._model.embed_sent(sent).numpy()
+        with torch.inference_mode():
+            e = self._network(self._model.scheme.server_input(sent).float())
+            return torch.nn.functional.normalize(e, dim=1).numpy()

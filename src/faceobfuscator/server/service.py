@@ -31,6 +31,7 @@ from faceobfuscator.protocol.payload import decode_payload, payload_size
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.embedder import Embedder
 from faceobfuscator.server.index import EmbeddingIndex
+from faceobfuscator.server.runtime import MicroBatcher
 from faceobfuscator.server.security.envelope import TemplateVault, is_envelope
 from faceobfuscator.server.storage import ADD, SQLStorage, SubjectRecord, TemplateRef
 
@@ -53,6 +54,9 @@ class GalleryService:
         vault: encrypts templates at rest; None stores payloads as sent (plain).
         index_factory: makes the index at start-up from the gallery's number of templates
             (exact or approximate, see ``server.ann.choose_index``); default exact.
+        batch_window_s: requests arriving within this window share one network call
+            (``server.runtime.MicroBatcher``, at most ``embed_batch`` payloads); 0: each
+            request runs the network alone.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class GalleryService:
         max_top_k: int = 100,
         vault: TemplateVault | None = None,
         index_factory: Callable[[int], EmbeddingIndex] | None = None,
+        batch_window_s: float = 0.0,
     ) -> None:
         self.storage = storage
         self.embedder = embedder
@@ -82,6 +87,11 @@ class GalleryService:
         self._synced_from = 0  # monotonic_ns at which the last completed sync began
         self.follower_id = uuid.uuid4().hex  # this process in the followers table
         self._embed_lock = threading.Lock()
+        self._batcher = (
+            MicroBatcher(self._embed_alone, window_s=batch_window_s, max_rows=embed_batch)
+            if batch_window_s > 0
+            else None
+        )
         self._pending: dict[int, np.ndarray] = {}
         #: why the last write failed for want of disk space; None once a write succeeds
         self.storage_problem: str | None = None
@@ -234,6 +244,11 @@ class GalleryService:
         return feature
 
     def _embed(self, features: np.ndarray) -> np.ndarray:
+        if self._batcher is not None:
+            return self._batcher(features)
+        return self._embed_alone(features)
+
+    def _embed_alone(self, features: np.ndarray) -> np.ndarray:
         with self._embed_lock:
             return np.asarray(self.embedder.embed(features), dtype=np.float32)
 
