@@ -62,6 +62,11 @@ def test_verdicts_follow_the_intervals():
     assert v["a"]["channel"] == "leaks" and "dlib match 0.60" in v["a"]["channel_evidence"][0]
     assert v["a"]["database"] == "protected"
     assert v["b"] == {"channel": "leaks", "channel_evidence": ["lfw dn as-paper: SRRA 0.90"]}
+    # an unprotected control that shows no leak makes every "protected" inconclusive
+    control = dict(rows[1], scheme="arcface", scenario="C")
+    v = leakage_verdicts({"rows": [*rows, control], "baselines": {"lfw": base}})
+    assert v["arcface"]["channel"] == v["a"]["database"] == "inconclusive"
+    assert v["a"]["channel"] == "leaks"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +108,7 @@ def test_table4_end_to_end(config: PrivacyConfig, tmp_path: Path) -> None:
     assert {r["variant"] for r in rows} == {"as-paper", "adaptive"}
     assert set(results["verdicts"]) == set(EVALUATED)
     for v in results["verdicts"].values():
-        assert v["channel"] in ("protected", "leaks") and v["database"] in ("protected", "leaks")
+        assert {v["channel"], v["database"]} <= {"protected", "leaks", "inconclusive"}
     saved = json.loads((tmp_path / "results" / "table4.json").read_text())
     assert saved["verdicts"] == results["verdicts"]
     md = (tmp_path / "results" / "table4.md").read_text()

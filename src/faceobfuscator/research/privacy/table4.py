@@ -15,7 +15,10 @@ attack, variant) re-identifies victims more often than chance: the lower end of 
 interval of its dlib match rate stays at or below the upper end of both the impostor rate
 (another victim's photo) and the floor (the attacker's average face), and the same for its
 SRRA against the SRRA impostor and floor rates where a calibrated model exists; otherwise
-``"leaks"``, with the row that shows it. A verdict is only as strong as the attack budget.
+``"leaks"``, with the row that shows it. A verdict is only as strong as the attack budget,
+so the unprotected ``arcface`` scheme (the RGB face itself leaks) is the control: when it is
+evaluated and its channel shows no leak, the attacks were too weak to show anything and
+every ``"protected"`` becomes ``"inconclusive"``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from faceobfuscator.research.privacy.run import (
     score_all,
 )
 
-__all__ = ["TABLE4_VARIANTS", "leakage_verdicts", "run_table4", "schemes_with_models"]
+__all__ = ["CONTROL", "TABLE4_VARIANTS", "leakage_verdicts", "run_table4", "schemes_with_models"]
 
 TABLE4_VARIANTS = ("as-paper", "adaptive")
+#: the unprotected scheme whose leak shows that the attacks are strong enough to judge
+CONTROL = "arcface"
 _SCENARIO_LEAK = {"C": "channel", "D": "database"}
 
 
@@ -59,8 +64,9 @@ def _above(m: dict[str, Any] | None, *refs: dict[str, Any]) -> bool:
 
 
 def leakage_verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per scheme, ``channel`` and ``database`` verdicts (``"protected"`` or ``"leaks"``)
-    and, for a leak, the evidence (see the module); from :func:`score_all`'s results."""
+    """Per scheme, ``channel`` and ``database`` verdicts (``"protected"``, ``"leaks"`` or
+    ``"inconclusive"``) and, for a leak, the evidence (see the module); from
+    :func:`score_all`'s results."""
     out: dict[str, dict[str, Any]] = {}
     for r in results["rows"]:
         verdict = out.setdefault(r["scheme"], {})
@@ -79,6 +85,11 @@ def leakage_verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             verdict.setdefault(f"{leak}_evidence", []).append(
                 f"{r['dataset']} {r['attack']} {r['variant']}: " + ", ".join(why)
             )
+    if out.get(CONTROL, {}).get("channel") == "protected":  # the attacks show nothing
+        for verdict in out.values():
+            for leak in _SCENARIO_LEAK.values():
+                if verdict.get(leak) == "protected":
+                    verdict[leak] = "inconclusive"
     return out
 
 
@@ -190,7 +201,8 @@ def _markdown(results: dict[str, Any], command: str) -> str:
     lines.append(
         "\nProtected: no attack, variant or dataset re-identifies victims (dlib match, SRRA) "
         "above the impostor and floor rates (95% intervals); only as strong as the attack "
-        "budget above.\n"
+        "budget above. Inconclusive: the same, but the unprotected control (arcface, the RGB "
+        "face) does not leak either, so these attacks are too weak to tell.\n"
     )
     return "\n".join(lines)
 
