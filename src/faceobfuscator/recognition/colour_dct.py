@@ -50,6 +50,7 @@ RGB_TO_YCBCR = (
     (-0.168736, -0.331264, 0.5),
     (0.5, -0.418688, -0.081312),
 )
+_CHUNK = 16
 #: subtracted from Y (and Cb, Cr are centred on 128) before the DCT, as in JPEG and TFace
 LEVEL_SHIFT = 128.0
 
@@ -93,9 +94,14 @@ def colour_channels(
     """DCT channels ``channels`` (``k = scale * i + j``) of each colour plane, colour-major:
     uint8 faces ``(N, S, S, 3)`` -> ``(N, 3 * len(channels), S, S)`` float32, channel
     ``len(channels) * c + m`` holding frequency ``channels[m]`` of plane ``c`` (Y, Cb, Cr)."""
-    planes = ycbcr_planes(faces, protocol)
-    out = fast_transform(planes, protocol, channels=channels)  # (N, 3, K, S, S)
-    return out.reshape(out.shape[0], -1, *out.shape[-2:])
+    check = ycbcr_planes(faces[:0], protocol)  # the input check, on no faces
+    n, s = faces.shape[0], protocol.image_size
+    out = torch.empty(n, 3, len(channels), s, s, dtype=torch.float32, device=check.device)
+    # a few faces at a time: the transform's intermediates would double a large batch
+    for i in range(0, n, _CHUNK):
+        planes = ycbcr_planes(faces[i : i + _CHUNK], protocol)
+        out[i : i + _CHUNK] = fast_transform(planes, protocol, channels=channels)
+    return out.reshape(n, -1, s, s)
 
 
 class ColourDCT(nn.Module):

@@ -89,10 +89,12 @@ class LaplaceBudget(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``x + loc + scales * e`` for ``x`` ``(N, C, S, S)``, ``e`` standard Laplace drawn
         from ``generator`` (on ``x``'s device)."""
-        shape = (2, *x.shape)
-        u = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
-        e = torch.log1p(-u[0]) - torch.log1p(-u[1])  # Exp(1) - Exp(1) is Laplace(0, 1)
-        return x + self.loc + self.scales() * e
+        # inverse CDF in place (one tensor of x's size): e = -sign(v) log(1 - 2|v|), v
+        # uniform on (-1/2, 1/2); |v| stops one float32 step short of 1/2 (u = 0 can occur)
+        e = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype).sub_(0.5)
+        sign = e.sign()
+        e.abs_().clamp_(max=0.5 - 2.0**-25).mul_(-2.0).log1p_().mul_(sign).neg_()
+        return torch.addcmul(x + self.loc, self.scales(), e)
 
 
 class DCTDPScheme(Scheme):
