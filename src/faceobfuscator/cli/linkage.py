@@ -23,11 +23,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="linkage configuration JSON (configs/privacy-linkage-*.json)")
     p.add_argument("--out", help="write the reports here instead of the config's out_dir")
     p.add_argument("--device", help="torch device for training, e.g. cuda")
+    p.add_argument(
+        "--report",
+        metavar="JSON",
+        help="only write the Markdown table and figure again from a linkage.json",
+    )
     p.set_defaults(func=_linkage)
 
 
 def _linkage(args: argparse.Namespace) -> int:
     import dataclasses
+
+    if args.report:
+        import json
+        from pathlib import Path
+
+        from faceobfuscator.research.privacy.linkage_report import write_linkage_reports
+
+        results = json.loads(Path(args.report).read_text())
+        print(f"wrote {write_linkage_reports(results, args.out or Path(args.report).parent)}")
+        return 0
 
     from faceobfuscator.research.privacy.linkage_config import LinkageConfig
     from faceobfuscator.research.privacy.linkage_run import run_linkage

@@ -138,50 +138,53 @@ def linkage_markdown(results: dict[str, Any]) -> str:
 
 
 def density_figure(results: dict[str, Any], path: Path) -> Path | None:
-    """Mated (same person) and non-mated score densities with D<->sys: per main scheme, the
-    server's model and the adaptive linkage network of the first recognizer (scenario C)."""
+    """Mated (same person) and non-mated score densities with D<->sys: per main scheme
+    (scenario C), the server's model and the adaptive linkage network of each recognizer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = next(iter(results["recognizers"]), None)
-    panels = []
+    recognizers = list(results["recognizers"])
+    grid: list[list[tuple[str, dict[str, Any] | None]]] = []
     for scheme in MAIN_SCHEMES:
-        server = (results.get("server_unlinkability") or {}).get(f"{scheme}/C")
-        link = next(
+        row: list[tuple[str, dict[str, Any] | None]] = [
             (
-                x["unlinkability"]
-                for x in results["rows"]
-                if x["scheme"] == scheme
-                and x["scenario"] == "C"
-                and x["variant"] == "adaptive"
-                and x["recognizer"] == first
-            ),
-            None,
-        )
-        for label, u in (
-            (f"{scheme}: server model", server),
-            (f"{scheme}: linkage ({first})", link),
-        ):
-            if u is not None:
-                panels.append((label, u["same_person"]))
-    if not panels:
+                f"{scheme}: server model",
+                (results.get("server_unlinkability") or {}).get(f"{scheme}/C"),
+            )
+        ]
+        for r in recognizers:
+            link = next(
+                (
+                    x["unlinkability"]
+                    for x in results["rows"]
+                    if (x["scheme"], x["scenario"], x["variant"], x["recognizer"])
+                    == (scheme, "C", "adaptive", r)
+                ),
+                None,
+            )
+            row.append((f"{scheme}: linkage to {r}", link))
+        if any(u is not None for _, u in row):
+            grid.append(row)
+    if not grid:
         return None
-    cols = 2
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.axis("off")
-    for ax, (label, u) in zip(axes.flat, panels, strict=False):
-        edges = u["edges"]
-        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        ax.fill_between(centres, u["nonmated"], alpha=0.5, label="non-mated", step="mid")
-        ax.fill_between(centres, u["mated"], alpha=0.5, label="mated (same person)", step="mid")
-        ax.set_title(f"{label}: D<->sys {u['d_sys']:.2f}", fontsize=9)
-        ax.set_xlabel("score", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=7)
+    cols = 1 + len(recognizers)
+    fig, axes = plt.subplots(len(grid), cols, figsize=(4.2 * cols, 2.5 * len(grid)), squeeze=False)
+    for axes_row, row in zip(axes, grid, strict=True):
+        for ax, (label, u) in zip(axes_row, row, strict=True):
+            if u is None:
+                ax.axis("off")
+                continue
+            p = u["same_person"]
+            edges = p["edges"]
+            centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            ax.fill_between(centres, p["nonmated"], alpha=0.5, label="non-mated", step="mid")
+            ax.fill_between(centres, p["mated"], alpha=0.5, label="mated (same person)", step="mid")
+            ax.set_title(f"{label}\nD<->sys {p['d_sys']:.2f}", fontsize=8)
+            ax.set_xlabel("score", fontsize=7)
+            ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
