@@ -251,3 +251,11 @@ def test_reports_quote_the_measures(tmp_path):
     saved = json.loads((out / "linkage.json").read_text())
     d_sys = saved["rows"][0]["unlinkability"]["same_face"]["d_sys"]
     assert d_sys == pytest.approx(u["same_face"]["d_sys"], abs=1e-4) and d_sys > 0.9
+
+
+@pytest.mark.parametrize("space", [Space("dlib", scale=1.4), Space("sface")])
+def test_random_embeddings_are_unlinkable(space):
+    from faceobfuscator.research.privacy.linkage_run import random_unlinkability
+
+    u = random_unlinkability(space, 200, seed=8)
+    assert u["same_face"]["d_sys"] < 0.15 and u["same_person"]["d_sys"] < 0.15

@@ -41,7 +41,13 @@ from faceobfuscator.research.privacy.unlinkability import unlinkability
 from faceobfuscator.research.privacy.variants import Leak, Preprocessor, prepare_variant
 from faceobfuscator.research.training.config import AugmentConfig
 
-__all__ = ["Recognition", "prepare_recognition", "run_linkage", "deployment_scores"]
+__all__ = [
+    "Recognition",
+    "deployment_scores",
+    "prepare_recognition",
+    "random_unlinkability",
+    "run_linkage",
+]
 
 Log = Callable[[str], None]
 
@@ -71,22 +77,12 @@ class Recognition:
         rng = np.random.default_rng(cfg.seed + 7)
         random_unit = rng.normal(size=(n, self.probe.shape[1]))
         random_unit /= np.linalg.norm(random_unit, axis=1, keepdims=True)
-        other = rng.normal(size=random_unit.shape)
-        other /= np.linalg.norm(other, axis=1, keepdims=True)
-        gal_victims = self.gallery[:n]
         self.unlinkability_reference = {
             # real photos: the victim's two photos (a recognizer's own linkability)
             "ceiling (real photos)": deployment_scores(
-                self.space, self.probe, self.probe, gal_victims, faces.victim_keys
+                self.space, self.probe, self.probe, self.gallery[:n], faces.victim_keys
             ),
-            # independent random embeddings: the estimator's level when nothing links
-            "floor (random embeddings)": deployment_scores(
-                self.space,
-                self.space.from_unit(random_unit),
-                self.space.from_unit(other),
-                self.space.from_unit(rng.normal(size=random_unit.shape)),
-                faces.victim_keys,
-            ),
+            "floor (random embeddings)": random_unlinkability(self.space, n, seed=cfg.seed + 8),
         }
         self.info: dict[str, Any] = {
             "threshold": self.space.threshold,
@@ -119,6 +115,17 @@ class Recognition:
             d: link_summary({k: v[ds == d] for k, v in found.items()}, self.thresholds)
             for d in sorted(set(faces.victim_datasets))
         }
+
+
+def random_unlinkability(space: Space, n: int, *, seed: int) -> dict[str, Any]:
+    """D<->sys of ``n`` people whose embeddings in A and B are independent random unit
+    vectors (at the space's scale): the estimator's level when nothing links."""
+    rng = np.random.default_rng(seed)
+    a, b, r = (
+        space.from_unit(x / np.linalg.norm(x, axis=1, keepdims=True))
+        for x in rng.normal(size=(3, n, 128))
+    )
+    return deployment_scores(space, a, b, r, [str(i) for i in range(n)])
 
 
 def prepare_recognition(
