@@ -155,6 +155,8 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=15.0, help="seconds per gallery")
     p.add_argument("--enrol-share", type=float, default=0.2)
+    p.add_argument("--runtime", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--batch-window-ms", type=float, default=0.0)
     p.add_argument("--search-size", type=int, default=1_000_000, help="0 skips it")
     p.add_argument(
         "--ann-sizes",
@@ -190,6 +192,9 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="start-up from the encrypted embedding cache at these sizes (at --ann-dims)",
     )
+    p.add_argument("--pg-url", help="an empty PostgreSQL database for the end-to-end rows")
+    p.add_argument("--pg-size", type=int, default=1_000_000)
+    p.add_argument("--pg-processes", type=int, nargs="+", default=[1, 2])
     p.add_argument("--workdir", type=Path, help="folder for the temporary galleries")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(func=_server)
@@ -214,6 +219,13 @@ def _server(args: argparse.Namespace) -> int:
         ann_fit=None if args.ann_fit is None else tuple(args.ann_fit),
         ann_per_subject=args.ann_per_subject,
         startup_sizes=tuple(args.startup_sizes),
+        pg_url=args.pg_url,
+        pg_size=args.pg_size,
+        pg_processes=tuple(args.pg_processes),
+        server_env={
+            "FACEOBF_RUNTIME": args.runtime,
+            "FACEOBF_BATCH_WINDOW_MS": str(args.batch_window_ms),
+        },
         workdir=args.workdir,
         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),
     )
@@ -222,7 +234,8 @@ def _server(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)
-    return 1 if any(g["errors"] for g in result["galleries"]) else 0
+    runs = result["galleries"] + result.get("postgres", {}).get("runs", [])
+    return 1 if any(g["errors"] for g in runs) else 0
 
 
 def _add_security_parser(kinds: argparse._SubParsersAction) -> None:

@@ -100,7 +100,7 @@ def fill_gallery(
 
 
 def load_bench(
-    url: str,
+    url: str | list[str],
     api_key: str,
     pool: list[bytes],
     subjects: list[str],
@@ -110,7 +110,9 @@ def load_bench(
     enrol_share: float,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``clients`` threads sending identify and enrol requests for ``duration_s``."""
+    """``clients`` threads sending identify and enrol requests for ``duration_s``; given
+    several server URLs, client ``w`` talks to ``url[w % len(url)]``."""
+    urls = [url] if isinstance(url, str) else url
     lat: dict[str, list[float]] = {"identify": [], "enrol": []}
     errors: list[str] = []
     lock = threading.Lock()
@@ -119,7 +121,8 @@ def load_bench(
     def client(worker: int) -> None:
         rng = np.random.default_rng(seed + worker)
         headers = {"Authorization": f"Bearer {api_key}", **_OCTET}
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        base = urls[worker % len(urls)]
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
             while time.monotonic() < deadline:
                 payload = pool[int(rng.integers(len(pool)))]
                 enrol = rng.random() < enrol_share
@@ -227,6 +230,10 @@ def run_server_bench(
     ann_per_subject: int = 5,
     startup_sizes: tuple[int, ...] = (),
     placeholder_from: int = 500_000,
+    server_env: dict[str, str] | None = None,
+    pg_url: str | None = None,
+    pg_size: int = 1_000_000,
+    pg_processes: tuple[int, ...] = (1, 2),
     workdir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -253,6 +260,11 @@ def run_server_bench(
             embeddings are cached, so only enrolments during the run read real ones).
         startup_sizes: templates of the start-up from the embedding cache rows
             (``research.bench.startup``), at each of ``ann_dims``.
+        server_env: extra ``FACEOBF_*`` settings of the served process (runtime, batch
+            window, index).
+        pg_url: an empty PostgreSQL database: ``pg_size`` templates are bulk-loaded into
+            it and identified end to end through each of ``pg_processes`` API processes
+            (``research.bench.server_pg``).
         workdir: where galleries go (each deleted afterwards); default a temporary folder.
     """
     say = progress or (lambda _msg: None)
@@ -289,6 +301,7 @@ def run_server_bench(
             env = {
                 "FACEOBF_ADMIN_KEY_HASHES": json.dumps([key_digest(admin)]),
                 "FACEOBF_CACHE_KEY": cache_key,
+                **(server_env or {}),
             }
             server = LocalServer(
                 model=model_dir, db_url=f"sqlite:///{db}", log=root / f"server-{n}.log", env=env
@@ -318,6 +331,7 @@ def run_server_bench(
                     "indexed_at_start": health["templates_indexed"],
                     "fill_s": round(fill_s, 1),
                     "startup_s": round(startup_s, 1),
+                    "server_env": server_env or {},
                     "db_mib": round(
                         sum(p.stat().st_size for p in root.glob(f"gallery-{n}.db*")) / 2**20
                     ),
@@ -326,6 +340,29 @@ def run_server_bench(
             )
             for p in root.glob(f"gallery-{n}.db*"):
                 p.unlink()
+        if pg_url:
+            from faceobfuscator.research.bench.server_pg import copy_fill_postgres, postgres_load
+
+            say(f"COPY of {pg_size:,} templates into PostgreSQL")
+            t = time.monotonic()
+            copy_fill_postgres(pg_url, pg_size, sealer=sealer, protocol_hash=model.protocol.hash)
+            out["postgres"] = {
+                "templates": pg_size,
+                "copy_fill_s": round(time.monotonic() - t, 1),
+                "runs": postgres_load(
+                    pg_url,
+                    model_dir,
+                    admin=admin,
+                    cache_key=cache_key,
+                    pool=pool,
+                    processes=pg_processes,
+                    clients=clients,
+                    duration_s=duration_s,
+                    server_env=server_env,
+                    workdir=root,
+                    progress=say,
+                ),
+            }
         if search_size:
             say(f"1:N search against {search_size:,} embeddings")
             out["search"] = search_bench(search_size, dim=model.dim)
