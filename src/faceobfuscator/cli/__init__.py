@@ -28,6 +28,7 @@ COMMANDS = (
     "data",
     "demo",
     "evaluate",
+    "experiment",
     "keys",
     "pack",
     "privacy",
