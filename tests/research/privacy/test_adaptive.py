@@ -32,8 +32,8 @@ def faces() -> torch.Tensor:
     return torch.from_numpy(synthetic_faces(3, 112, seed=5))
 
 
-def test_frequency_baselines_are_registered():
-    assert {"dctdp", "duetface", "partialface", "minusface"} <= set(list_adaptive())
+def test_baselines_are_registered():
+    assert {"dctdp", "duetface", "partialface", "minusface", "ppfr-fd"} <= set(list_adaptive())
     assert get_adaptive("arcface") is None
 
 
@@ -110,3 +110,18 @@ def test_adaptive_variant_uses_the_scheme_chain(name, chain, channels, faces):
     sent = scheme.client_features(faces, generator=_gen(2))
     assert pre(sent).shape[1] == channels
     torch.testing.assert_close(pre(sent), apply_chain(sent, chain, scheme))
+
+
+def test_ppfr_mix_is_undone_and_the_shuffle_ordered(faces):
+    scheme = get_scheme("ppfr-fd", P)
+    step = get_adaptive("ppfr-fd").steps["ppfr-unmix-sort"]
+    a = step(scheme, scheme.client_features(faces, generator=_gen(1)))
+    b = step(scheme, scheme.client_features(faces, generator=_gen(2)))
+    # the same channels, exactly (mixing undone), in nearly the same order
+    encoded = scheme.encode(faces)
+    for x in (a, b):
+        torch.testing.assert_close(
+            x.pow(2).sum(dim=(-2, -1)).sort(dim=1).values,
+            encoded.pow(2).sum(dim=(-2, -1)).sort(dim=1).values,
+        )
+    assert float((a - b).abs().mean()) < 0.5 * float(encoded.abs().mean())

@@ -176,3 +176,44 @@ register_adaptive(
         "strongest; the shuffle itself cannot be undone",
     ),
 )
+
+
+# ---- baselines-A's schemes (issue 12): their public randomness as the attacker sees it ---
+
+
+def _roughness(x: torch.Tensor) -> torch.Tensor:
+    dx = (x[..., :, 1:] - x[..., :, :-1]).to(torch.float64).pow(2).mean(dim=(-2, -1))
+    dy = (x[..., 1:, :] - x[..., :-1, :]).to(torch.float64).pow(2).mean(dim=(-2, -1))
+    return dx + dy
+
+
+def _ppfr_unmix_sort(scheme: Scheme, x: torch.Tensor) -> torch.Tensor:
+    # the pair mix ((a + b), (a - b)) / sqrt 2 is its own inverse: undo it exactly, then
+    # order the (self-normalised, so equally strong) channels from smooth to rough
+    a, b = x[:, 0::2], x[:, 1::2]
+    unmixed = torch.stack([a + b, a - b], dim=2).flatten(1, 2) / 2**0.5
+    order = _roughness(unmixed).argsort(dim=1)
+    n, c, h, w = unmixed.shape
+    return torch.gather(unmixed, 1, order[:, :, None, None].expand(n, c, h, w))
+
+
+register_adaptive(
+    "ppfr-fd",
+    Adaptive(
+        {"ppfr-unmix-sort": _ppfr_unmix_sort},
+        (("ppfr-unmix-sort",),),
+        "the orthogonal pair mix is undone exactly (it is its own inverse); the shuffle is "
+        "undone approximately by ordering the channels from smooth to rough (they are "
+        "self-normalised, so energy cannot order them)",
+    ),
+)
+register_adaptive(
+    "instahide",
+    Adaptive(
+        {},
+        (("abs",), ("rms", "abs")),
+        "magnitudes undo the random pixel signs; the mix with a public face stays (the "
+        "published attacks on InstaHide need many encodings of the same private image, and "
+        "the client encodes each photo once)",
+    ),
+)
