@@ -5,13 +5,14 @@ The client takes the DC-free block-DCT channels of the colour face and adds Lapl
 whose per-element budget is learned jointly with the recognition network; the server
 network sees the noisy channels.
 
-Assumptions, each against the paper (section 3) and the authors' code:
+Assumptions, each against the paper's method section and the authors' code (section and
+equation numbers are not cited: the code was read, the paper was not at hand):
 
 - Features: :func:`~faceobfuscator.recognition.colour_dct.colour_channels`, the 63 AC
   channels of each of Y, Cb, Cr (189 channels, colour-major, ``63 * c + k - 1``), in the
   authors' units (8-bit levels minus 128), with the 8x upsampling the authors use but the
   protocol's bilinear convention (TFace: ``align_corners=True``).
-- Noise (TFace ``utils.py:NoisyActivation``, paper eq. 6-8): ``x + mu + b * e`` with ``e``
+- Noise (TFace ``utils.py:NoisyActivation``): ``x + mu + b * e`` with ``e``
   standard Laplace, a learnable mean ``mu`` per element (initially 0) and scale
   ``b = sensitivity / eps`` where the per-element budgets ``eps = softmax(rho) * total``
   share a fixed total ``total = mean_budget * elements``; ``rho`` starts at 0 (every

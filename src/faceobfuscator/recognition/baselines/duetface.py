@@ -8,7 +8,8 @@ network; the server network sees the remaining (high-frequency) channels. Everyt
 client sends (the high-frequency channels and the guiding map) is what an attacker on the
 channel captures.
 
-Assumptions, each against the paper (section 3) and the authors' code:
+Assumptions, each against the paper's method section and the authors' code (section and
+equation numbers are not cited: the code was read, the paper was not at hand):
 
 - Features: :func:`~faceobfuscator.recognition.colour_dct.colour_channels` of all 64
   frequencies of Y, Cb, Cr in the authors' units, with 8x upsampling as the authors but

@@ -6,11 +6,13 @@ the residue (original minus regeneration) with its channels shuffled at random p
 decoded back to a three-channel image (the paper's X_p). The server network recognises
 faces from such shuffled residues.
 
-Assumptions, each against the paper (section 3) and the authors' code (``minusface.py``):
+Assumptions, each against the paper's method section and the authors' code
+(``minusface.py``; section numbers are not cited: the code was read, the paper was not at
+hand):
 
-- Encoder and decoder: :class:`~faceobfuscator.recognition.colour_dct.ColourDCT` (all 64
-  frequencies of Y, Cb, Cr, 192 channels, in the authors' units) and its least-squares
-  inverse, with 8x upsampling as the authors but the protocol's bilinear convention
+- Encoder: :func:`~faceobfuscator.recognition.colour_dct.colour_channels` (all 64
+  frequencies of Y, Cb, Cr, 192 channels, in the authors' units); decoder: the
+  least-squares inverse :meth:`~faceobfuscator.recognition.colour_dct.ColourDCT.inverse`, with 8x upsampling as the authors but the protocol's bilinear convention
   (TFace: ``align_corners=True``). TFace decodes by block IDCT and a 1/8 bilinear
   downsampling; the least-squares inverse is the exact inverse of the encoder instead.
   Decoded YCbCr goes to RGB, is clipped to [0, 255] (as TFace) and mapped to

@@ -6,7 +6,8 @@ splits the remaining ones into fixed subsets and sends, for each face, one subse
 random, its channels in one of a few fixed orders drawn at random. The server network is
 trained on such random subsets and sees only the one sent.
 
-Assumptions, each against the paper (sections 4.2-4.3) and the authors' code
+Assumptions, each against the paper's method section and the authors' code (section
+numbers are not cited: the code was read, the paper was not at hand)
 (``partialface/utils.py``):
 
 - Features: :func:`~faceobfuscator.recognition.colour_dct.colour_channels` of Y, Cb, Cr in
