@@ -79,7 +79,7 @@ class LinkageConfig:
             photos, padded with one photo each of other test-fold people).
         linker: training settings of each linkage network.
         sealed: also attack what a sealed deployment leaks (ciphertexts), for these
-            schemes, with the first recognizer.
+            schemes, with ``sealed_recognizer`` (one of ``recognizers``).
         reconstructions: ``{"config": privacy config, "folder": saved reconstructions}``
             to score the reconstruction attacks at the recognizer's FMR 0.1%; empty: skip.
         fmr: the false-match rate of the operating point (0.1%).
@@ -105,6 +105,7 @@ class LinkageConfig:
     gallery_identities: int = 1000
     linker: LinkerSettings = LinkerSettings()
     sealed: tuple[str, ...] = ("faceobfuscator",)
+    sealed_recognizer: str = "dlib"
     reconstructions: dict[str, str] = field(default_factory=dict)
     fmr: float = 1e-3
     seed: int = 0
@@ -129,6 +130,8 @@ class LinkageConfig:
                 p.append(f"{name}={v!r} must be a positive integer")
         if self.gallery_identities < 2 * self.victims_per_dataset:
             p.append("gallery_identities must cover both datasets' victims")
+        if self.sealed and self.sealed_recognizer not in self.recognizers:
+            p.append(f"sealed_recognizer={self.sealed_recognizer!r} is not in recognizers")
         if not 0 < self.fmr < 1:
             p.append(f"fmr={self.fmr} must lie in (0, 1)")
         if self.reconstructions and set(self.reconstructions) != {"config", "folder"}:

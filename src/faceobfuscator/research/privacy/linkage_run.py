@@ -203,43 +203,83 @@ def _stores_what_it_sends(scheme: Scheme, probe: torch.Tensor) -> bool:
 
 
 class _Leaks:
-    """The victims' leaks in two independent deployments A and B."""
+    """The victims' leaks in two independent deployments A and B, made again for every
+    embedder chunk by chunk (a wide scheme's leaks of every victim would not fit in memory);
+    seeded generators give each embedder the same leaks."""
 
-    def __init__(self, leak: Leak, faces: LinkageFaces, seed: int) -> None:
-        probe = torch.from_numpy(faces.probe)
-        reference = torch.from_numpy(faces.gallery[: len(faces.probe)])
-        ga, gb = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-        self.a_probe, self.b_probe = leak(probe, ga), leak(probe, gb)
-        self.b_reference = leak(reference, gb)
+    def __init__(self, leak: Leak, faces: LinkageFaces, seed: int, chunk: int = 32) -> None:
+        self.leak, self.seed, self.chunk = leak, seed, chunk
+        self.probe = torch.from_numpy(faces.probe)
+        self.reference = torch.from_numpy(faces.gallery[: len(faces.probe)])
+
+    def embed(self, fn: Callable[[torch.Tensor], np.ndarray]) -> tuple[np.ndarray, ...]:
+        """``fn`` of the probe leaked in A, the probe in B and the reference in B."""
+        ga = torch.Generator().manual_seed(self.seed)
+        gb = torch.Generator().manual_seed(self.seed + 1)
+        parts: list[list[np.ndarray]] = [[], [], []]
+        for i in range(0, len(self.probe), self.chunk):
+            p, r = self.probe[i : i + self.chunk], self.reference[i : i + self.chunk]
+            for out, (faces, g) in zip(parts, ((p, ga), (p, gb), (r, gb)), strict=True):
+                out.append(fn(self.leak(faces, g)))
+        return tuple(np.concatenate(x) for x in parts)
 
 
 def _evaluate(
     linker: Linker, rec: Recognition, leaks: _Leaks, faces: LinkageFaces
 ) -> dict[str, Any]:
     sp = rec.space
-    a = sp.from_unit(linker.embed(leaks.a_probe))
+    a, b, r = (sp.from_unit(x) for x in leaks.embed(linker.embed))
     return {
         "search": rec.summaries(faces, a),
-        "unlinkability": deployment_scores(
-            sp,
-            a,
-            sp.from_unit(linker.embed(leaks.b_probe)),
-            sp.from_unit(linker.embed(leaks.b_reference)),
-            faces.victim_keys,
-        ),
+        "unlinkability": deployment_scores(sp, a, b, r, faces.victim_keys),
     }
 
 
 def _server_unlinkability(model: RecognitionModel, leaks: _Leaks, keys: list[str]) -> dict:
-    a, b, r = (
-        model.embed_sent(x).numpy() for x in (leaks.a_probe, leaks.b_probe, leaks.b_reference)
-    )
+    a, b, r = leaks.embed(lambda x: model.embed_sent(x).numpy())
     return deployment_scores(Space("sface"), a, b, r, keys)
+
+
+#: configuration fields that do not change a row (what is run, where it goes)
+_SCOPE = (
+    "name",
+    "out_dir",
+    "schemes",
+    "require_model",
+    "variants",
+    "scenarios",
+    "sealed",
+    "reconstructions",
+    "sealed_recognizer",
+    "threads",
+    "device",
+)
+
+
+def _fingerprint(cfg: LinkageConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items() if k not in _SCOPE}
+
+
+def _previous(cfg: LinkageConfig, log: Log) -> dict[str, Any]:
+    """Rows of an earlier run in ``cfg.out_dir`` made with the same settings (resume)."""
+    path = Path(cfg.out_dir) / "linkage.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    if {k: v for k, v in old.get("config", {}).items() if k not in _SCOPE} != json.loads(
+        json.dumps(_fingerprint(cfg))
+    ):
+        log(f"{path}: made with other settings; not resumed")
+        return {}
+    log(f"{path}: resuming {len(old.get('rows', []))} rows")
+    return old
 
 
 def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
     """Run the evaluation of ``cfg``; write ``linkage.json``/``.md`` and the density figure
-    to ``cfg.out_dir`` (after every row, so an interrupted run keeps what it measured)."""
+    to ``cfg.out_dir`` (after every row, so an interrupted run keeps what it measured).
+    Rows (and the irreversibility scores) of an earlier run in ``cfg.out_dir`` made with
+    the same settings (:data:`_SCOPE` aside) are kept, not measured again."""
     from faceobfuscator.research.privacy.linkage_report import write_linkage_reports
     from faceobfuscator.research.privacy.linkage_sealed import (
         irreversibility,
@@ -270,9 +310,21 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
         results["seconds"] = round(time.perf_counter() - started, 1)
         write_linkage_reports(results, out)
 
+    previous = _previous(cfg, log)
+    done = {
+        (x["scheme"], x["scenario"], x["variant"], x["recognizer"]): x
+        for x in previous.get("rows", [])
+    }
+    if cfg.reconstructions:
+        old_irr = previous.get("irreversibility")
+        if old_irr and old_irr.get("source") == dict(cfg.reconstructions):
+            results["irreversibility"] = old_irr
+        else:
+            results["irreversibility"] = irreversibility(cfg, recs.get("dlib"), log=log)
+        save()
     probe = torch.from_numpy(faces.attacker[:8])
     g = torch.Generator().manual_seed(cfg.seed + 2)
-    trained: dict[tuple[Any, ...], tuple[Linker, dict[str, Any]]] = {}
+    trained: dict[tuple[Any, ...], tuple[Linker | None, dict[str, Any]]] = {}
     for scheme_name in cfg.scheme_names():
         scheme = get_scheme(scheme_name, protocol)
         model = _server_model(cfg, scheme, log)
@@ -300,15 +352,22 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
                 continue
             leak = make_leak(scheme, scenario)
             leaks = _Leaks(leak, faces, cfg.seed + 11)
-            if model is not None and (scenario == "C" or stores_sent):
-                results["server_unlinkability"][f"{scheme_name}/{scenario}"] = (
-                    _server_unlinkability(model, leaks, faces.victim_keys)
+            tag = f"{scheme_name}/{scenario}"
+            if tag in previous.get("server_unlinkability", {}):
+                results["server_unlinkability"][tag] = previous["server_unlinkability"][tag]
+            elif model is not None and (scenario == "C" or stores_sent):
+                results["server_unlinkability"][tag] = _server_unlinkability(
+                    model, leaks, faces.victim_keys
                 )
             for variant in cfg.variants:
                 pre = _variant(variant, scheme, leak, probe, g)
                 augment = _recipe_augment(model) if variant == "server-recipe" else None
                 for r, rec in recs.items():
                     key = (scheme_name, scenario, pre.key, augment is not None, r)
+                    old_row = done.get((scheme_name, scenario, variant, r))
+                    if key not in trained and old_row is not None:
+                        keep = ("training", "search", "unlinkability")
+                        trained[key] = (None, {k: old_row[k] for k in keep})
                     if key not in trained:
                         linker, tlog = train_linker(
                             faces.attacker,
@@ -340,8 +399,6 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
                     save()
     results["sealed"] = sealed_rows(cfg, faces, recs, protocol, log=log, on_row=lambda: save())
     results["master_key_leak"] = master_key_roundtrip(protocol, faces)
-    if cfg.reconstructions:
-        results["irreversibility"] = irreversibility(cfg, recs.get("dlib"), log=log)
     save()
     log(f"wrote {out} in {results['seconds']} s")
     return results

@@ -57,11 +57,11 @@ def sealed_rows(
     on_row: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     """Linkage rows of sealed deployments of the schemes in ``cfg.sealed`` (those that are
-    evaluated), scored with the first recognizer of the configuration."""
+    evaluated), scored with ``cfg.sealed_recognizer``."""
     from faceobfuscator.research.privacy.linkage_run import _evaluate, _Leaks
 
     rows: list[dict[str, Any]] = []
-    name = cfg.recognizers[0]
+    name = cfg.sealed_recognizer
     rec = recs[name]
     g = torch.Generator().manual_seed(cfg.seed + 5)
     for scheme_name in [s for s in cfg.sealed if s in cfg.scheme_names()]:
@@ -91,7 +91,7 @@ def sealed_rows(
                 "preprocessing": "bytes",
                 "notes": f"{len(sample)}-byte ciphertexts as {channels} byte maps",
                 "training": tlog.to_dict(),
-                **_evaluate(linker, rec, _Leaks(leak, faces, cfg.seed + 11), faces),
+                **_evaluate(linker, rec, _Leaks(leak, faces, cfg.seed + 11, chunk=32), faces),
             }
             rows.append(row)
             log(f"sealed {scheme_name} {scenario} -> {name}: trained {tlog.steps} steps")
