@@ -73,6 +73,7 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         vault=build_vault(settings),
         index_factory=lambda n: _index_for(settings, model.dim, n),
         batch_window_s=settings.batch_window_ms / 1000,
+        background_from=settings.rebuild_background_from,
     )
     try:
         service.start()

@@ -107,6 +107,13 @@ class HealthOut(_Out):
         "across processes that agree"
     )
     index: str = Field(default="exact", description="exact, or the approximate index's kind")
+    index_complete: bool = Field(
+        default=True,
+        description="false while templates without a cached embedding of the served model "
+        "(a changed model) are embedded in the background: answers may miss them",
+    )
+    rebuild_done: int = Field(default=0, description="templates embedded by that rebuild")
+    rebuild_total: int = Field(default=0, description="templates that rebuild embeds")
 
 
 class SubjectIn(BaseModel):

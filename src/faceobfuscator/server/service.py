@@ -31,6 +31,7 @@ from faceobfuscator.protocol.payload import decode_payload, payload_size
 from faceobfuscator.server.cache import EmbeddingSealer
 from faceobfuscator.server.embedder import Embedder
 from faceobfuscator.server.index import EmbeddingIndex
+from faceobfuscator.server.rebuild import CacheRebuild
 from faceobfuscator.server.runtime import MicroBatcher
 from faceobfuscator.server.security.envelope import TemplateVault, is_envelope
 from faceobfuscator.server.storage import ADD, SQLStorage, SubjectRecord, TemplateRef
@@ -57,6 +58,9 @@ class GalleryService:
         batch_window_s: requests arriving within this window share one network call
             (``server.runtime.MicroBatcher``, at most ``embed_batch`` payloads); 0: each
             request runs the network alone.
+        background_from: when start-up finds at least this many templates without a
+            cached embedding of the model (a changed model), it serves at once and embeds
+            them in the background (:attr:`rebuild`); None: always before serving.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class GalleryService:
         vault: TemplateVault | None = None,
         index_factory: Callable[[int], EmbeddingIndex] | None = None,
         batch_window_s: float = 0.0,
+        background_from: int | None = None,
     ) -> None:
         self.storage = storage
         self.embedder = embedder
@@ -82,6 +87,9 @@ class GalleryService:
         self.vault = vault
         self.index = EmbeddingIndex(embedder.dim)
         self._index_factory = index_factory
+        self._background_from = background_from
+        #: the background embedding of templates missing from the cache, if one ran
+        self.rebuild: CacheRebuild | None = None
         self._seq = 0
         self._sync_lock = threading.Lock()
         self._synced_from = 0  # monotonic_ns at which the last completed sync began
@@ -120,9 +128,10 @@ class GalleryService:
         seq = self.storage.last_seq()
         # the log is kept from here until this process reports again (housekeeping)
         self.storage.report_applied(self.follower_id, seq)
+        missing: list[TemplateRef] = []  # templates the model must embed
         if self.sealer is None:
             for refs in self.storage.iter_refs(batch=max(self.embed_batch, 1000)):
-                self._add_refs(refs)
+                missing.extend(refs)
         else:  # refs and cached embeddings in one query a page, opened in one call
             for page in self.storage.iter_refs_sealed(self.sealer.model_hash, batch=10_000):
                 ok, embs = self.sealer.open_many(page.template_ids, page.sealed)
@@ -132,9 +141,20 @@ class GalleryService:
                     [page.names[i] for i in ok],
                     embs,
                 )
-                missing = sorted(set(range(len(page.template_ids))) - set(ok))
-                self._add_refs(page.refs(missing))  # the model embeds these
+                missing.extend(page.refs(sorted(set(range(len(page.template_ids))) - set(ok))))
         self._seq = seq
+        if self.rebuild is not None:
+            self.rebuild.stop()
+        if self._background_from is not None and len(missing) >= self._background_from:
+            log.warning(
+                "%d templates have no cached embedding of this model; embedding them in the "
+                "background (progress in /v1/health)",
+                len(missing),
+            )
+            self.rebuild = CacheRebuild(self, missing)
+            self.rebuild.start()
+        else:
+            self._add_refs(missing)
 
     def housekeeping(self, *, keep_s: float) -> int:
         """Report how far this process has applied the log, and prune what every recent
@@ -193,7 +213,24 @@ class GalleryService:
             opened, embs = self.sealer.open_many(ids, [cached[t] for t in ids])
             found.update(zip([ids[i] for i in opened], embs, strict=True))
             todo = [t for t in todo if t not in found]
+        left = set(todo)
+        found.update(self.embed_refs([r for r in refs if r.template_id in left]))
+        kept = [r for r in refs if r.template_id in found]
+        if kept:
+            self.index.add(
+                [r.template_id for r in kept],
+                [r.subject_id for r in kept],
+                [r.name for r in kept],
+                np.stack([found[r.template_id] for r in kept]),
+            )
+
+    def embed_refs(self, refs: Sequence[TemplateRef]) -> dict[int, np.ndarray]:
+        """Run the model on the stored payloads of ``refs`` (in batches of
+        ``embed_batch``) and seal the embeddings into the cache; returns them by template
+        id, leaving out templates deleted meanwhile or without a finite embedding."""
         names = {r.template_id: r.name for r in refs}
+        todo = list(names)
+        found: dict[int, np.ndarray] = {}
         for i in range(0, len(todo), self.embed_batch):
             chunk = todo[i : i + self.embed_batch]
             payloads = self.storage.payloads(chunk)
@@ -214,13 +251,21 @@ class GalleryService:
                     [(t, sealer.seal(t, e)) for t, e in zip(ids, embs, strict=True)],
                     sealer.model_hash,
                 )
-        kept = [r for r in refs if r.template_id in found]
-        if kept:
-            self.index.add(
-                [r.template_id for r in kept],
-                [r.subject_id for r in kept],
-                [r.name for r in kept],
-                np.stack([found[r.template_id] for r in kept]),
+        return found
+
+    def add_if_present(self, refs: Sequence[TemplateRef], found: dict[int, np.ndarray]) -> int:
+        """Add the embedded templates of ``refs`` that still exist, as one step against
+        the change log (a deletion committed later is applied by a later sync); returns
+        how many were added. The background rebuild's way into the index."""
+        with self._sync_lock:
+            alive = self.storage.refs([r.template_id for r in refs if r.template_id in found])
+            if not alive:
+                return 0
+            return self.index.add(
+                [r.template_id for r in alive],
+                [r.subject_id for r in alive],
+                [r.name for r in alive],
+                np.stack([found[r.template_id] for r in alive]),
             )
 
     # payloads
@@ -350,5 +395,13 @@ class GalleryService:
             threshold,
         )
 
+    @property
+    def index_complete(self) -> bool:
+        """Whether every template of the database (as of the last sync) is indexed: false
+        while a background rebuild runs."""
+        return self.rebuild is None or self.rebuild.finished
+
     def close(self) -> None:
+        if self.rebuild is not None:
+            self.rebuild.stop()
         self.storage.close()

@@ -60,6 +60,10 @@ class ServerSettings(BaseSettings):
             native bfloat16; see ``server.runtime``).
         batch_window_ms: requests arriving within this many milliseconds share one
             network call (micro-batching); 0 turns it off.
+        rebuild_background_from: when start-up finds at least this many templates
+            without a cached embedding of the model (a changed model), the server answers
+            at once and embeds them in the background, with progress and
+            ``index_complete`` in ``/v1/health``; fewer are embedded before it answers.
         max_top_k: the largest ``top_k`` that identify accepts.
         sealing_key_file: the server's sealing key (``faceobf keys new-server``, mode 0600).
             With it, ``/v1/protocol`` publishes the public key, ``/v1/challenge`` issues
@@ -117,6 +121,7 @@ class ServerSettings(BaseSettings):
     embed_batch: int = Field(default=32, ge=1, le=1024)
     runtime: Literal["fp32", "bf16"] = "fp32"
     batch_window_ms: float = Field(default=0.0, ge=0, le=100)
+    rebuild_background_from: int = Field(default=10_000, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     sealing_key_file: Path | None = None
     require_sealed: bool = False

@@ -58,6 +58,7 @@ def health(service: Service) -> HealthOut:
         storage = "the gallery database is unavailable"
     if service.storage_problem is not None:
         storage = service.storage_problem
+    rebuild = service.rebuild
     return HealthOut(
         status="ok" if storage == "ok" else "degraded",
         storage=storage,
@@ -67,4 +68,7 @@ def health(service: Service) -> HealthOut:
         subjects_indexed=len(service.index.subject_counts()),
         index_digest=service.index.digest(),
         index=service.index.kind,
+        index_complete=service.index_complete,
+        rebuild_done=rebuild.done if rebuild else 0,
+        rebuild_total=rebuild.total if rebuild else 0,
     )
