@@ -157,6 +157,13 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enrol-share", type=float, default=0.2)
     p.add_argument("--runtime", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--batch-window-ms", type=float, default=0.0)
+    p.add_argument(
+        "--runtime-bench",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare the fp32 and bf16 runtimes on N synthetic payloads (0 skips it)",
+    )
     p.add_argument("--search-size", type=int, default=1_000_000, help="0 skips it")
     p.add_argument(
         "--ann-sizes",
@@ -219,6 +226,7 @@ def _server(args: argparse.Namespace) -> int:
         ann_fit=None if args.ann_fit is None else tuple(args.ann_fit),
         ann_per_subject=args.ann_per_subject,
         startup_sizes=tuple(args.startup_sizes),
+        runtime_bench_payloads=args.runtime_bench,
         pg_url=args.pg_url,
         pg_size=args.pg_size,
         pg_processes=tuple(args.pg_processes),

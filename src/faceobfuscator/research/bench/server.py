@@ -109,9 +109,12 @@ def load_bench(
     duration_s: float,
     enrol_share: float,
     seed: int = 0,
+    server_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """``clients`` threads sending identify and enrol requests for ``duration_s``; given
-    several server URLs, client ``w`` talks to ``url[w % len(url)]``."""
+    several server URLs, client ``w`` talks to ``url[w % len(url)]``. With
+    ``server_pids``, also the servers' CPU time per request (on a shared machine latency
+    includes waiting for a core; CPU time does not)."""
     urls = [url] if isinstance(url, str) else url
     lat: dict[str, list[float]] = {"identify": [], "enrol": []}
     errors: list[str] = []
@@ -144,6 +147,7 @@ def load_bench(
                     else:
                         errors.append(why)
 
+    cpu0 = sum(_cpu_s(p) for p in server_pids or [])
     started = time.monotonic()
     threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
     for t in threads:
@@ -151,6 +155,7 @@ def load_bench(
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    cpu = sum(_cpu_s(p) for p in server_pids or []) - cpu0
     total = len(lat["identify"]) + len(lat["enrol"]) + len(errors)
     return {
         "clients": clients,
@@ -161,7 +166,14 @@ def load_bench(
         "error_kinds": sorted(set(errors)),
         "identify": latency_summary(lat["identify"]),
         "enrol": latency_summary(lat["enrol"]),
+        "server_cpu_ms_per_request": round(1000 * cpu / max(total, 1), 1) if server_pids else None,
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def search_bench(
@@ -231,6 +243,7 @@ def run_server_bench(
     startup_sizes: tuple[int, ...] = (),
     placeholder_from: int = 500_000,
     server_env: dict[str, str] | None = None,
+    runtime_bench_payloads: int = 0,
     pg_url: str | None = None,
     pg_size: int = 1_000_000,
     pg_processes: tuple[int, ...] = (1, 2),
@@ -262,6 +275,8 @@ def run_server_bench(
             (``research.bench.startup``), at each of ``ann_dims``.
         server_env: extra ``FACEOBF_*`` settings of the served process (runtime, batch
             window, index).
+        runtime_bench_payloads: compare the embedding runtimes on this many synthetic
+            payloads (``research.bench.runtime``); 0 skips it.
         pg_url: an empty PostgreSQL database: ``pg_size`` templates are bulk-loaded into
             it and identified end to end through each of ``pg_processes`` API processes
             (``research.bench.server_pg``).
@@ -320,6 +335,7 @@ def run_server_bench(
                     clients=clients,
                     duration_s=duration_s,
                     enrol_share=enrol_share,
+                    server_pids=[server.proc.pid] if server.proc else None,
                 )
             finally:
                 server.stop()
@@ -340,6 +356,13 @@ def run_server_bench(
             )
             for p in root.glob(f"gallery-{n}.db*"):
                 p.unlink()
+        if runtime_bench_payloads:
+            from faceobfuscator.research.bench.runtime import runtime_bench
+
+            say("embedding runtimes")
+            out["runtimes"] = runtime_bench(
+                model_dir, synthetic_payloads(runtime_bench_payloads, model.protocol, seed=1)
+            )
         if pg_url:
             from faceobfuscator.research.bench.server_pg import copy_fill_postgres, postgres_load
 

@@ -120,6 +120,7 @@ def postgres_load(
                 clients=clients,
                 duration_s=duration_s,
                 enrol_share=0.0,
+                server_pids=[s.proc.pid for s in servers if s.proc],
             )
         finally:
             for s in servers:
