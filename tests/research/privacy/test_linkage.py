@@ -118,6 +118,12 @@ def test_config_checks_and_scheme_order():
         LinkageConfig(variants=("white-box",))
     with pytest.raises(ConfigError, match="linker"):
         LinkageConfig(linker=LinkerSettings(steps=0))
+    with pytest.raises(ConfigError, match="2x3"):
+        LinkageConfig.from_dict({"dlib_chip_matrix": [[1, 0, 0]]})
+    pinned = LinkageConfig.from_dict({"dlib_chip_matrix": [[1, 0, 0], [0, 1, 0]]})
+    assert pinned.dlib_chip_matrix == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+    with pytest.raises(ConfigError, match="sealed_recognizer"):
+        LinkageConfig(recognizers=("dlib",), sealed_recognizer="sface")
     cfg = LinkageConfig(schemes=("faceobfuscator", "all"))
     names = cfg.scheme_names()
     assert names[0] == "faceobfuscator" and {"arcface", "arcface-fd"} <= set(names)

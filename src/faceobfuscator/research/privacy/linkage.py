@@ -81,11 +81,17 @@ class Space:
 
 
 def recognizer_embeddings(
-    faces: np.ndarray, name: str, *, cache_dir: str | Path | None, progress: bool = False
+    faces: np.ndarray,
+    name: str,
+    *,
+    cache_dir: str | Path | None,
+    chip_matrix: Any = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """The recognizer's embeddings ``(N, 128)`` float32 of uint8 faces ``(N, 112, 112, 3)``:
     SFace's L2-normalised embedding (cached as the distillation teacher's), or dlib's raw
-    descriptor (cached in ``<cache_dir>/dlib-raw-<chip map digest>``). Each face is computed once per cache.
+    descriptor (cached in ``<cache_dir>/dlib-raw-<chip map digest>``) with ``chip_matrix``
+    (2x3, crop -> dlib chip; default the recognizer's). Each face is computed once per cache.
 
     Raises:
         InputError: an unknown recognizer or faces of the wrong shape.
@@ -110,7 +116,7 @@ def recognizer_embeddings(
     out = np.empty((len(faces), 128), np.float32)
     todo = np.arange(len(faces))
     store = None
-    rec = DlibRecognizer(ProtocolConfig())
+    rec = DlibRecognizer(ProtocolConfig(), matrix=chip_matrix)
     if cache_dir is not None:  # the chip map decides the descriptor: it names the cache
         chip = hashlib.sha256(np.asarray(rec.matrix, np.float64).tobytes()).hexdigest()[:12]
         store = EmbeddingStore(Path(cache_dir) / f"dlib-raw-{chip}", 128)

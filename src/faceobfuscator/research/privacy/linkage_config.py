@@ -83,6 +83,8 @@ class LinkageConfig:
         reconstructions: ``{"config": privacy config, "folder": saved reconstructions}``
             to score the reconstruction attacks at the recognizer's FMR 0.1%; empty: skip.
         fmr: the false-match rate of the operating point (0.1%).
+        dlib_chip_matrix: the 2x3 map from the crop to dlib's chip; None: the
+            recognizer's default (:data:`~faceobfuscator.research.privacy.identity.CHIP_FROM_ARCFACE_112`).
         seed, threads, device: as usual.
     """
 
@@ -108,6 +110,7 @@ class LinkageConfig:
     sealed_recognizer: str = "dlib"
     reconstructions: dict[str, str] = field(default_factory=dict)
     fmr: float = 1e-3
+    dlib_chip_matrix: tuple[tuple[float, ...], ...] | None = None
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
@@ -132,6 +135,9 @@ class LinkageConfig:
             p.append("gallery_identities must cover both datasets' victims")
         if self.sealed and self.sealed_recognizer not in self.recognizers:
             p.append(f"sealed_recognizer={self.sealed_recognizer!r} is not in recognizers")
+        m = self.dlib_chip_matrix
+        if m is not None and (len(m) != 2 or any(len(r) != 3 for r in m)):
+            p.append(f"dlib_chip_matrix must be 2x3, got {m}")
         if not 0 < self.fmr < 1:
             p.append(f"fmr={self.fmr} must lie in (0, 1)")
         if self.reconstructions and set(self.reconstructions) != {"config", "folder"}:
@@ -188,6 +194,8 @@ class LinkageConfig:
                     continue
                 if k == "linker":
                     kw[k] = LinkerSettings(**v)
+                elif k == "dlib_chip_matrix":
+                    kw[k] = None if v is None else tuple(tuple(map(float, r)) for r in v)
                 else:
                     kw[k] = tuple(v) if isinstance(v, list) else v
         except TypeError as exc:

@@ -58,11 +58,16 @@ class Recognition:
 
     def __init__(self, cfg: LinkageConfig, faces: LinkageFaces, name: str, log: Log) -> None:
         t = time.perf_counter()
+        chip = cfg.dlib_chip_matrix
         emb = {
-            part: recognizer_embeddings(getattr(faces, part), name, cache_dir=cfg.cache_dir)
+            part: recognizer_embeddings(
+                getattr(faces, part), name, cache_dir=cfg.cache_dir, chip_matrix=chip
+            )
             for part in ("attacker", "gallery", "probe")
         }
-        avg = recognizer_embeddings(average_face(faces.attacker)[None], name, cache_dir=None)
+        avg = recognizer_embeddings(
+            average_face(faces.attacker)[None], name, cache_dir=None, chip_matrix=chip
+        )
         scale = float(np.linalg.norm(emb["attacker"], axis=1).mean()) if name == "dlib" else 1.0
         self.space = Space(name, scale)
         self.targets, self.gallery, self.probe = emb["attacker"], emb["gallery"], emb["probe"]

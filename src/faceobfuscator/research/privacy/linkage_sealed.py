@@ -135,11 +135,14 @@ def irreversibility(cfg: LinkageConfig, rec: Recognition | None, *, log: Log = p
 
     if rec is None:
         return {"skipped": "needs the dlib recognizer in the configuration"}
+    chip = cfg.dlib_chip_matrix
     pcfg = PrivacyConfig.load(cfg.reconstructions["config"])
     recons = Reconstructions.load(cfg.reconstructions["folder"])
     ev = load_faces_for(pcfg, log)
     refs = {
-        v.dataset: recognizer_embeddings(v.reference, "dlib", cache_dir=cfg.cache_dir)
+        v.dataset: recognizer_embeddings(
+            v.reference, "dlib", cache_dir=cfg.cache_dir, chip_matrix=chip
+        )
         for v in ev.victims
     }
     t = -rec.fmr_threshold  # as a distance
@@ -152,7 +155,10 @@ def irreversibility(cfg: LinkageConfig, rec: Recognition | None, *, log: Log = p
         }
 
     ceiling = {
-        v.dataset: rates(recognizer_embeddings(v.probe, "dlib", cache_dir=cfg.cache_dir), v.dataset)
+        v.dataset: rates(
+            recognizer_embeddings(v.probe, "dlib", cache_dir=cfg.cache_dir, chip_matrix=chip),
+            v.dataset,
+        )
         for v in ev.victims
     }
     scored: dict[str, dict[str, Any]] = {}
@@ -161,7 +167,8 @@ def irreversibility(cfg: LinkageConfig, rec: Recognition | None, *, log: Log = p
         key = r["set"]
         if key not in scored:
             scored[key] = rates(
-                recognizer_embeddings(recons.sets[key], "dlib", cache_dir=None), r["dataset"]
+                recognizer_embeddings(recons.sets[key], "dlib", cache_dir=None, chip_matrix=chip),
+                r["dataset"],
             )
         rows.append(
             {k: r[k] for k in ("scheme", "variant", "scenario", "attack", "dataset")} | scored[key]
