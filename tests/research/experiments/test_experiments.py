@@ -142,6 +142,7 @@ def test_components(tiny: dict, tmp_path: Path) -> None:
     # a second run reuses every model and privacy result
     r2, _ = _run(tiny, tmp_path / "again", "components", {})
     assert not any("training into" in s or "attacking into" in s for s in r2["logs"])
+    assert sum("verification: reusing" in s for s in r2["logs"]) == 7
     assert [row.get("accuracy") for row in r2["rows"]] == [row.get("accuracy") for row in r["rows"]]
 
 
@@ -154,6 +155,8 @@ def test_configuration_errors(tiny: dict, tmp_path: Path) -> None:
     bad = ExperimentConfig.from_dict({**tiny, "experiment": "uv-range", "settings": {"rangez": []}})
     with pytest.raises(ConfigError, match="rangez"):
         run_experiment("uv-range", bad)
+    with pytest.raises(ConfigError, match="two folds"):
+        ExperimentConfig.from_dict({**tiny, "experiment": "uv-range", "evaluation": {"folds": [6]}})
     with pytest.raises(ConfigError, match="unknown keys"):
         ExperimentConfig.from_dict({**tiny, "experiment": "uv-range", "epochs": 3})
 

@@ -29,7 +29,8 @@ class EvaluationSettings:
 
     Attributes:
         benchmarks: ``lfw``, ``cfp-ff``, ``cfp-fp`` or ``bin:PATH``.
-        folds: the protocol folds to use; ``None``: 6-10 (1-10 for ``bin:``).
+        folds: the protocol folds to use, at least two (the threshold of each is chosen on
+            the others); ``None``: 6-10 (1-10 for ``bin:``).
         flip: embed face plus mirror (the benchmark protocol) or the face alone.
         bf16: bf16 autocast of the network.
         seed: seed of the protection draws.
@@ -88,6 +89,9 @@ class ExperimentConfig:
             p.append(f"device={self.device!r}; expected auto, cpu or cuda")
         if not self.evaluation.benchmarks:
             p.append("evaluation.benchmarks is empty")
+        folds = self.evaluation.folds
+        if folds is not None and len(set(folds)) < 2:
+            p.append(f"evaluation.folds={list(folds)}: the k-fold protocol needs two folds or more")
         for name in ("train", "settings"):
             if not isinstance(getattr(self, name), dict):
                 p.append(f"{name} must be an object")

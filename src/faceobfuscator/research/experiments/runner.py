@@ -11,6 +11,7 @@ results to ``privacy_dir/<scheme>-<digest>/`` (a ``faceobf privacy run`` output 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -102,10 +103,17 @@ class Runner:
         return train(cfg, run, resume=resume, progress=False, command=self.command)
 
     def accuracy(self, model_dir: Path, *, recovery: bool = True) -> dict[str, Any]:
-        """Per benchmark: k-fold accuracy (mean, std over folds), TAR at FAR, pairs."""
+        """Per benchmark: k-fold accuracy (mean, std over folds), TAR at FAR, pairs. Kept
+        beside the model (``verification-<digest>.json``, by the evaluation settings) and
+        reused by any later run with the same settings."""
         from faceobfuscator.research.evaluation.benchmarks import run_verification
 
         ev = self.config.evaluation
+        key = digest({"evaluation": dataclasses.asdict(ev), "recovery": recovery})
+        saved = Path(model_dir).parent / f"verification-{key[:12]}.json"
+        if saved.is_file():
+            self.log(f"  verification: reusing {saved}")
+            return dict(json.loads(saved.read_text()))
         out = {}
         for bench in ev.benchmarks:
             r = run_verification(
@@ -129,6 +137,7 @@ class Runner:
                 "pairs": r.n_pairs,
             }
             self.log(f"  {bench}: accuracy {100 * r.accuracy_mean:.2f} ({r.n_pairs} pairs)")
+        saved.write_text(json.dumps(out, indent=1) + "\n")
         return out
 
     def privacy(self, scheme: str, protocol: dict[str, Any]) -> dict[str, Any] | None:
