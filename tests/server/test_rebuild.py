@@ -90,3 +90,25 @@ def test_fewer_missing_than_the_threshold_are_embedded_before_serving(tmp_path):
         assert health(service).index_complete
     finally:
         service.close()
+
+
+class FailingEmbedder(FakeEmbedder):
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model broke")
+
+
+def test_a_failed_rebuild_leaves_the_index_marked_incomplete(tmp_path):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    first = _service(url, FakeEmbedder(seed=0), None)
+    first.create_subject("a")
+    for p in ENROL:
+        first.enrol("a", p)
+    first.close()
+    service = _service(url, FailingEmbedder(seed=3), background_from=2)
+    try:
+        assert service.rebuild is not None
+        service.rebuild.join(timeout=30)
+        assert service.rebuild.error == "RuntimeError" and not service.index_complete
+        assert not health(service).index_complete and len(service.index) == 0
+    finally:
+        service.close()

@@ -398,8 +398,9 @@ class GalleryService:
     @property
     def index_complete(self) -> bool:
         """Whether every template of the database (as of the last sync) is indexed: false
-        while a background rebuild runs."""
-        return self.rebuild is None or self.rebuild.finished
+        while a background rebuild runs, and after one that failed (until a restart)."""
+        r = self.rebuild
+        return r is None or (r.finished and r.error is None)
 
     def close(self) -> None:
         if self.rebuild is not None:
