@@ -181,8 +181,8 @@ def run_channel_importance(runner: Runner) -> dict[str, Any]:
 
 
 def plot_importance(results: dict[str, Any], path: str | Path) -> None:
-    """Figure 12's layout: one 8x8 map per variant (row ``i`` vertical, column ``j``
-    horizontal frequency), importance divided by its largest value, removed channels
+    """Figure 12's layout: one 8x8 map of |w| per variant (row ``i`` vertical, column
+    ``j`` horizontal frequency), coloured over the map's own range, removed channels
     crossed out (x), dead channels marked 0."""
     import matplotlib
 
@@ -194,17 +194,21 @@ def plot_importance(results: dict[str, Any], path: str | Path) -> None:
     for ax, (v, r) in zip(axes[0], variants.items(), strict=True):
         imp = np.array([np.nan if x is None else x for x in r["importance"]], dtype=np.float64)
         side = int(round(np.sqrt(imp.size)))
-        grid = (imp / np.nanmax(imp)).reshape(side, side)
-        ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1)
+        lo, hi = np.nanmin(imp), np.nanmax(imp)
+        # the colours span this map's own range: short runs move the weights little
+        image = ax.imshow(
+            np.ma.masked_invalid(imp.reshape(side, side)), cmap="viridis", vmin=lo, vmax=hi
+        )
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
         for k in r["removed"]:
             ax.text(k % side, k // side, "x", ha="center", va="center", color="red")
         for k in r.get("dead", []):
             ax.text(k % side, k // side, "0", ha="center", va="center", color="grey", fontsize=6)
-        ax.set_title(f"({v}) {r['label']}", fontsize=8)
+        ax.set_title(f"({v}) {r['label']}\n|w| from {lo:.4f} to {hi:.4f}", fontsize=8)
         ax.set_xticks(range(side))
         ax.set_yticks(range(side))
         ax.tick_params(labelsize=6)
-    fig.suptitle("channel importance |w| / max |w| (auxiliary network)", fontsize=9)
+    fig.suptitle("channel importance |w| (auxiliary network; i vertical, j horizontal)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -93,16 +93,18 @@ def importance_table(results: dict[str, Any]) -> str:
     from faceobfuscator.research.experiments.importance import channel_name
 
     lines = [
-        "| variant | channels | removed | most important (|w| / max) | val. accuracy % |",
-        "|---|---|---|---|---|",
+        "| variant | channels | removed | \\|w\\| range | most important (\\|w\\| / max) | val. accuracy % |",
+        "|---|---|---|---|---|---|",
     ]
     for v, r in results["variants"].items():
         imp = r["importance"]
         top = max(x for x in imp if x is not None)
+        bottom = min(x for x in imp if x is not None)
         best = ", ".join(f"{channel_name(k)} {imp[k] / top:.3f}" for k in r["order"][:10])
         removed = ", ".join(channel_name(k) for k in r["removed"]) or "-"
         lines.append(
-            f"| ({v}) {r['label']} | {len(r['channels'])} | {removed} | {best} | "
+            f"| ({v}) {r['label']} | {len(r['channels'])} | {removed} | "
+            f"{bottom:.4f} - {top:.4f} | {best} | "
             f"{_pct(r.get('val_accuracy'))} |"
         )
     dead: list[int] = next((r["dead"] for r in results["variants"].values() if r.get("dead")), [])
