@@ -43,8 +43,9 @@ def linkage_markdown(results: dict[str, Any]) -> str:
         f"Attacker: {results['attacker_sources']} faces (SFace-initialised network, "
         f"{cfg['linker']['steps']} steps of {cfg['linker']['batch_size']}, at most "
         f"{cfg['linker']['max_seconds']} s each); victims {results['victims']}; gallery of "
-        f"{results['gallery_identities']} identities (real photos); wall time "
-        f"{results.get('seconds', 0)} s.",
+        f"{results['gallery_identities']} identities (real photos); wall time of the last "
+        f"invocation {results.get('seconds', 0)} s (rows measured by earlier invocations with "
+        "the same settings are resumed, not measured again).",
         "",
         "Cells: share of victims and its Wilson 95% interval. thr: the victim's other photo "
         "passes the recognizer's own threshold; FMR: passes the threshold at which "
