@@ -402,7 +402,12 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
                         }
                     )
                     save()
-    results["sealed"] = sealed_rows(cfg, faces, recs, protocol, log=log, on_row=lambda: save())
+
+    def sealed_row(row: dict[str, Any]) -> None:
+        results["sealed"].append(row)
+        save()
+
+    sealed_rows(cfg, faces, recs, protocol, log=log, on_row=sealed_row)
     results["master_key_leak"] = master_key_roundtrip(protocol, faces)
     save()
     log(f"wrote {out} in {results['seconds']} s")

@@ -54,10 +54,11 @@ def sealed_rows(
     protocol: ProtocolConfig,
     *,
     log: Log = print,
-    on_row: Callable[[], None] = lambda: None,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> list[dict[str, Any]]:
     """Linkage rows of sealed deployments of the schemes in ``cfg.sealed`` (those that are
-    evaluated), scored with ``cfg.sealed_recognizer``."""
+    evaluated), scored with ``cfg.sealed_recognizer``; ``on_row`` gets each row as soon as it
+    is measured."""
     from faceobfuscator.research.privacy.linkage_run import _evaluate, _Leaks
 
     rows: list[dict[str, Any]] = []
@@ -95,7 +96,7 @@ def sealed_rows(
             }
             rows.append(row)
             log(f"sealed {scheme_name} {scenario} -> {name}: trained {tlog.steps} steps")
-            on_row()
+            on_row(row)
     return rows
 
 
