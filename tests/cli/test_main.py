@@ -26,7 +26,7 @@ def test_every_command_is_listed_and_bench_is_one_group() -> None:
     commands = _subcommands(build_parser())
     assert set(commands) == {
         "bench", "protect", "inspect", "client", "data", "demo", "eval",
-        "keys", "privacy", "serve", "apikey", "train",
+        "experiment", "keys", "privacy", "serve", "apikey", "train",
     }  # fmt: skip
     assert "bench-server" not in commands
     assert set(_subcommands(commands["bench"])) == {
