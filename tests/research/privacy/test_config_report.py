@@ -13,7 +13,12 @@ from faceobfuscator.errors import ConfigError
 from faceobfuscator.research.privacy import PrivacyConfig
 from faceobfuscator.research.privacy.report import markdown_table, save_grid
 
-CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("privacy-*.json"))
+# privacy-linkage-*.json are linkage configurations (tests/research/privacy/test_linkage.py)
+CONFIGS = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[3] / "configs").glob("privacy-*.json")
+    if not p.name.startswith("privacy-linkage-")
+)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -265,3 +265,15 @@ def test_random_embeddings_are_unlinkable(space):
 
     u = random_unlinkability(space, 200, seed=8)
     assert u["same_face"]["d_sys"] < 0.15 and u["same_person"]["d_sys"] < 0.15
+
+
+LINKAGE_CONFIGS = sorted(
+    (Path(__file__).resolve().parents[3] / "configs").glob("privacy-linkage-*.json")
+)
+
+
+@pytest.mark.parametrize("path", LINKAGE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_linkage_configs_load(path: Path) -> None:
+    cfg = LinkageConfig.load(path)
+    again = LinkageConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and cfg.scheme_names()
