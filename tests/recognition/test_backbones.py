@@ -8,10 +8,10 @@ CHANNELS = (2, 3, 64)  # faceobfuscator, arcface, arcface-fd
 
 
 def test_registry():
-    assert list_backbones() == ["iresnet18", "iresnet50", "mobilefacenet", "sface"]
-    with pytest.raises(
-        ConfigError, match="known: \\['iresnet18', 'iresnet50', 'mobilefacenet', 'sface'\\]"
-    ):
+    base = ["iresnet18", "iresnet50", "mobilefacenet", "sface"]
+    # each base also as the channel-importance network (issue 13): weights per channel first
+    assert list_backbones() == base + [f"weighted-{b}" for b in base]
+    with pytest.raises(ConfigError, match="known: \\['iresnet18', 'iresnet50'"):
         build_backbone("resnet9000", 3)
     with pytest.raises(ConfigError, match="already registered"):
         register_backbone("mobilefacenet", lambda c, e: torch.nn.Identity())

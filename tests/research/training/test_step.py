@@ -22,7 +22,23 @@ class _Tiny(nn.Module):
         return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
 
 
-@pytest.mark.parametrize("scheme_name", list_schemes())
+#: schemes whose client output only becomes learnable with their own trained parts; their
+#: joint training (parts and network) is tested in tests/recognition/baselines/
+_NEEDS_OWN_PARTS = {
+    "minusface": "a random generator's residue, channels permuted per face: flat loss "
+    "unless the generator trains too (test_frequency_baselines trains both)",
+}
+
+
+@pytest.mark.parametrize(
+    "scheme_name",
+    [
+        pytest.param(n, marks=pytest.mark.skip(reason=_NEEDS_OWN_PARTS[n]))
+        if n in _NEEDS_OWN_PARTS
+        else n
+        for n in list_schemes()
+    ],
+)
 def test_a_few_steps_reduce_the_loss(rng, scheme_name):
     torch.manual_seed(0)
     scheme = get_scheme(scheme_name, ProtocolConfig())
