@@ -25,11 +25,8 @@ __all__ = ["calibrate_judge", "judge_table", "write_judge_report"]
 _CORNERS = np.array([[0, 0, 1], [111, 0, 1], [0, 111, 1], [111, 111, 1]], float).T
 
 
-def _verification(
-    distances: np.ndarray, same: np.ndarray, threshold: float
-) -> dict[str, float | int]:
-    """Accuracy, TMR and FMR of ``distance < threshold`` on ``(P,)`` pairs."""
-    accept = distances < threshold
+def _verification(accept: np.ndarray, same: np.ndarray) -> dict[str, float | int]:
+    """Accuracy, TMR and FMR of the judge's decisions ``accept`` on ``(P,)`` pairs."""
     return {
         "accuracy": float((accept == same).mean()),
         "tmr": float(accept[same].mean()),
@@ -101,7 +98,7 @@ def calibrate_judge(
         a = desc[[where[int(i)] for i in bench.pairs[pick, 0]]]
         b = desc[[where[int(i)] for i in bench.pairs[pick, 1]]]
         verification[name] = _verification(
-            np.linalg.norm(a - b, axis=1), bench.same[pick], DLIB_THRESHOLD
+            DlibRecognizer.matches(a, b).astype(bool), bench.same[pick]
         )
     return {
         "matrix": np.round(matrix, 4).tolist(),
