@@ -153,10 +153,17 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
         "--sizes", type=int, nargs="*", default=[1000, 100_000], help="none: no load rows"
     )
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--processes", type=int, default=1, help="API processes on each SQLite gallery")
     p.add_argument("--duration", type=float, default=15.0, help="seconds per gallery")
     p.add_argument("--enrol-share", type=float, default=0.2)
-    p.add_argument("--runtime", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--runtime", choices=["fp32", "bf16", "bf16-compiled"], default="fp32")
     p.add_argument("--batch-window-ms", type=float, default=0.0)
+    p.add_argument(
+        "--network-lanes", type=int, default=1, help="server setting FACEOBF_NETWORK_LANES"
+    )
+    p.add_argument(
+        "--torch-threads", type=int, default=0, help="server setting FACEOBF_TORCH_THREADS"
+    )
     p.add_argument(
         "--runtime-bench",
         type=int,
@@ -192,6 +199,7 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
         "cache/yunet/lfw.npz)",
     )
     p.add_argument("--ann-per-subject", type=int, default=5)
+    p.add_argument("--ann-queries", type=int, default=300, help="probes of each ANN row")
     p.add_argument(
         "--startup-sizes",
         type=int,
@@ -217,6 +225,7 @@ def _server(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         enrol_share=args.enrol_share,
         search_size=args.search_size,
+        processes=args.processes,
         ann_sizes=tuple(args.ann_sizes),
         ann_dims=tuple(args.ann_dims),
         ann_spectra=tuple(args.ann_spectra),
@@ -225,6 +234,7 @@ def _server(args: argparse.Namespace) -> int:
         ann_shortlists=tuple(args.ann_shortlists),
         ann_fit=None if args.ann_fit is None else tuple(args.ann_fit),
         ann_per_subject=args.ann_per_subject,
+        ann_queries=args.ann_queries,
         startup_sizes=tuple(args.startup_sizes),
         runtime_bench_payloads=args.runtime_bench,
         pg_url=args.pg_url,
@@ -233,6 +243,8 @@ def _server(args: argparse.Namespace) -> int:
         server_env={
             "FACEOBF_RUNTIME": args.runtime,
             "FACEOBF_BATCH_WINDOW_MS": str(args.batch_window_ms),
+            "FACEOBF_NETWORK_LANES": str(args.network_lanes),
+            "FACEOBF_TORCH_THREADS": str(args.torch_threads),
         },
         workdir=args.workdir,
         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr),

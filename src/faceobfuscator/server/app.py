@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 def build_service(settings: ServerSettings, *, embedder: Embedder | None = None) -> GalleryService:
     """Open the gallery and the model named by ``settings`` and build the index."""
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     model = embedder or ModelEmbedder(
         settings.model_dir,
         device=settings.device,
@@ -73,6 +77,7 @@ def build_service(settings: ServerSettings, *, embedder: Embedder | None = None)
         vault=build_vault(settings),
         index_factory=lambda n: _index_for(settings, model.dim, n),
         batch_window_s=settings.batch_window_ms / 1000,
+        network_lanes=settings.network_lanes,
         background_from=settings.rebuild_background_from,
     )
     try:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from faceobfuscator.errors import ConfigError, ModelMismatchError
 from faceobfuscator.protocol.config import ProtocolConfig
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Embedder", "ModelEmbedder", "model_hash"]
 
@@ -57,8 +61,9 @@ class ModelEmbedder:
         device: torch device.
         threshold: overrides the model's calibrated threshold (required when the model
             has none).
-        runtime: ``fp32`` (the network as trained) or ``bf16`` (its body in bfloat16,
-            see ``server.runtime``; CPU only).
+        runtime: ``fp32`` (the network as trained), ``bf16`` (its body in bfloat16, see
+            ``server.runtime``; CPU only) or ``bf16-compiled`` (that network compiled by
+            ``torch.compile`` for batches of 1, 2 and 4, which takes a minute or two here).
 
     Raises:
         ModelMismatchError: not a FaceObfuscator model, or no threshold.
@@ -74,7 +79,7 @@ class ModelEmbedder:
         runtime: str = "fp32",
     ) -> None:
         from faceobfuscator.recognition.modeldir import load_model
-        from faceobfuscator.server.runtime import RUNTIMES, bf16_network
+        from faceobfuscator.server.runtime import RUNTIMES, CompiledNetwork, bf16_network
 
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
@@ -92,8 +97,14 @@ class ModelEmbedder:
             )
         self._model = model
         self.runtime = runtime
-        self._network = bf16_network(model.network) if runtime == "bf16" else None
+        self._network: Callable[[torch.Tensor], torch.Tensor] | None = (
+            bf16_network(model.network) if runtime != "fp32" else None
+        )
         self.protocol: ProtocolConfig = model.protocol
+        if self._network is not None and runtime == "bf16-compiled":
+            channels = model.scheme.in_channels
+            size = self.protocol.image_size
+            self._network = CompiledNetwork(self._network, (channels, size, size))
         self.threshold = float(chosen)
         self.dim = int(model.embedding_size)
         self.model_hash = model_hash(directory)

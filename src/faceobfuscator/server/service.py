@@ -58,6 +58,8 @@ class GalleryService:
         batch_window_s: requests arriving within this window share one network call
             (``server.runtime.MicroBatcher``, at most ``embed_batch`` payloads); 0: each
             request runs the network alone.
+        network_lanes: network calls that may run at once (requests' batches, or single
+            requests without batching); 1 runs them one after another.
         background_from: when start-up finds at least this many templates without a
             cached embedding of the model (a changed model), it serves at once and embeds
             them in the background (:attr:`rebuild`); None: always before serving.
@@ -75,6 +77,7 @@ class GalleryService:
         vault: TemplateVault | None = None,
         index_factory: Callable[[int], EmbeddingIndex] | None = None,
         batch_window_s: float = 0.0,
+        network_lanes: int = 1,
         background_from: int | None = None,
     ) -> None:
         self.storage = storage
@@ -94,9 +97,16 @@ class GalleryService:
         self._sync_lock = threading.Lock()
         self._synced_from = 0  # monotonic_ns at which the last completed sync began
         self.follower_id = uuid.uuid4().hex  # this process in the followers table
-        self._embed_lock = threading.Lock()
+        if network_lanes < 1:
+            raise ValueError(f"network_lanes must be >= 1, got {network_lanes}")
+        self._embed_lanes = threading.BoundedSemaphore(network_lanes)
         self._batcher = (
-            MicroBatcher(self._embed_alone, window_s=batch_window_s, max_rows=embed_batch)
+            MicroBatcher(
+                self._embed_alone,
+                window_s=batch_window_s,
+                max_rows=embed_batch,
+                lanes=network_lanes,
+            )
             if batch_window_s > 0
             else None
         )
@@ -294,7 +304,7 @@ class GalleryService:
         return self._embed_alone(features)
 
     def _embed_alone(self, features: np.ndarray) -> np.ndarray:
-        with self._embed_lock:
+        with self._embed_lanes:
             return np.asarray(self.embedder.embed(features), dtype=np.float32)
 
     def embed_payload(self, data: bytes) -> np.ndarray:

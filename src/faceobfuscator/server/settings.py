@@ -55,11 +55,19 @@ class ServerSettings(BaseSettings):
         pg_pool_size: PostgreSQL connections per process.
         embed_batch: templates per model call when building the index at start-up, and
             payloads per call at most when requests are batched.
-        runtime: ``fp32`` (the network as trained, the reference) or ``bf16`` (the SFace
+        runtime: ``fp32`` (the network as trained, the reference), ``bf16`` (the SFace
             body in bfloat16: embeddings within 1e-3 cosine of fp32, faster on CPUs with
-            native bfloat16; see ``server.runtime``).
+            native bfloat16; see ``server.runtime``) or ``bf16-compiled`` (the same network
+            compiled by ``torch.compile`` at start-up: needs a C++ compiler, adds a minute
+            or two to start-up, then about 40% less CPU a payload).
         batch_window_ms: requests arriving within this many milliseconds share one
             network call (micro-batching); 0 turns it off.
+        network_lanes: how many network calls may run at once in this process
+            (concurrent requests' batches); 1 runs them one after another.
+        torch_threads: torch's intra-op threads in this process; 0 leaves torch's default
+            (one per core). On a small CPU, ``network_lanes`` = cores with
+            ``torch_threads`` = 1 spends less CPU a request than one call on every core
+            (measured in the README's Speed section).
         rebuild_background_from: when start-up finds at least this many templates
             without a cached embedding of the model (a changed model), the server answers
             at once and embeds them in the background, with progress and
@@ -119,8 +127,10 @@ class ServerSettings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     pg_pool_size: int = Field(default=4, ge=1, le=64)
     embed_batch: int = Field(default=32, ge=1, le=1024)
-    runtime: Literal["fp32", "bf16"] = "fp32"
+    runtime: Literal["fp32", "bf16", "bf16-compiled"] = "fp32"
     batch_window_ms: float = Field(default=0.0, ge=0, le=100)
+    network_lanes: int = Field(default=1, ge=1, le=64)
+    torch_threads: int = Field(default=0, ge=0, le=256)
     rebuild_background_from: int = Field(default=10_000, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     sealing_key_file: Path | None = None

@@ -12,7 +12,13 @@ SFACE = Path(__file__).resolve().parents[3] / "models" / "sface-faceobfuscator"
 
 
 def test_runtime_bench_times_each_runtime_and_compares_it_with_fp32():
-    out = runtime_bench(SFACE, synthetic_payloads(3, ProtocolConfig()), batches=(1, 2), repeats=2)
+    out = runtime_bench(
+        SFACE,
+        synthetic_payloads(3, ProtocolConfig()),
+        batches=(1, 2),
+        repeats=2,
+        runtimes=("fp32", "bf16"),  # bf16-compiled: tests/server/test_runtime.py (slow)
+    )
     fp32, bf16 = out["rows"]
     assert (fp32["runtime"], bf16["runtime"]) == ("fp32", "bf16")
     assert fp32["min_cosine_to_fp32"] == 1.0 and 0.99 < bf16["min_cosine_to_fp32"] < 1.0

@@ -24,15 +24,17 @@ def runtime_bench(
     *,
     batches: tuple[int, ...] = (1, 4),
     repeats: int = 10,
+    runtimes: tuple[str, ...] = RUNTIMES,
 ) -> dict[str, Any]:
-    """For each runtime: the process's CPU ms per payload (median of ``repeats``) at each
-    batch size, one torch thread, and the smallest cosine between its embeddings of
-    ``payloads`` and the float32 model's."""
+    """For each of ``runtimes`` (the first is the reference, normally ``fp32``): the
+    process's CPU ms per payload (median of ``repeats``) at each batch size, one torch
+    thread, and the smallest cosine between its embeddings of ``payloads`` and the
+    reference's."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         rows, ref = [], None
-        for runtime in RUNTIMES:
+        for runtime in runtimes:
             model = ModelEmbedder(model_dir, runtime=runtime)
             feats = np.stack([decode_payload(p, model.protocol).feature for p in payloads])
             emb = model.embed(feats)
