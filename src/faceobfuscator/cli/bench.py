@@ -193,10 +193,11 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ann-fit",
         type=Path,
-        nargs=2,
-        metavar=("EMBEDDINGS_NPY", "PACK_NPZ"),
-        help="also a gallery fitted to real embeddings (e.g. cache/yunet/lfw.sface.npy "
-        "cache/yunet/lfw.npz)",
+        nargs="+",
+        metavar="FILE",
+        help="also a gallery fitted to real embeddings: EMBEDDINGS_NPY PACK_NPZ (e.g. "
+        "cache/yunet/lfw.sface.npy cache/yunet/lfw.npz), or one pack made by `faceobf data "
+        "pack --teacher sface` (e.g. cache/experiments/train-pack-labelled.npz)",
     )
     p.add_argument("--ann-per-subject", type=int, default=5)
     p.add_argument("--ann-queries", type=int, default=300, help="probes of each ANN row")
@@ -217,6 +218,11 @@ def _add_server_parser(sub: argparse._SubParsersAction) -> None:
 
 def _server(args: argparse.Namespace) -> int:
     from faceobfuscator.research.bench.server import run_server_bench
+
+    if args.ann_fit is not None and len(args.ann_fit) > 2:
+        from faceobfuscator.errors import InputError
+
+        raise InputError("--ann-fit takes EMBEDDINGS_NPY PACK_NPZ, or one teacher pack")
 
     result = run_server_bench(
         model_dir=args.model,

@@ -71,3 +71,18 @@ def test_ann_bench_pq_finds_the_exact_top5_on_a_fitted_gallery():
     assert row["shortlist"] == 300 and row["recall_top1"] == 1.0 and row["recall_top5"] >= 0.98
     # 8 bytes of codes + 64 of float16 + an 8-byte id
     assert out["index_bytes_per_template"] == 80.0
+
+
+def test_a_gallery_is_fitted_to_a_teacher_pack_without_its_unlabelled_rows(tmp_path):
+    from faceobfuscator.research.bench.ann import load_face_model_from_pack
+
+    emb, labels = _two_covariance_sample(np.random.default_rng(2), 300, 3, 16)
+    labels = labels.copy()
+    labels[:60] = -1  # unlabelled extra faces (distillation only)
+    pack = tmp_path / "pack.npz"
+    np.savez(pack, teacher_sface=emb.astype(np.float16), labels=labels)
+    model = load_face_model_from_pack(pack)
+    assert model.stats["embeddings"] == 840 and model.stats["subjects"] == 280
+    assert model.mean.shape == (16,)
+    with pytest.raises(ValueError, match="no dlib embeddings"):
+        load_face_model_from_pack(pack, teacher="dlib")

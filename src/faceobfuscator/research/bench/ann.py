@@ -124,6 +124,25 @@ def load_face_model(embeddings: str | Path, pack: str | Path) -> FaceModel:
     return fit_face_model(emb, labels, source=f"{embeddings} (subjects from {pack})")
 
 
+def load_face_model_from_pack(pack: str | Path, teacher: str = "sface") -> FaceModel:
+    """:func:`fit_face_model` on a training pack made with ``faceobf data pack --teacher
+    NAME`` (its ``teacher_<NAME>`` embeddings and ``labels``; unlabelled rows, label -1,
+    are left out), e.g. ``cache/experiments/train-pack-labelled.npz``.
+
+    Raises:
+        ValueError: the pack has no embeddings of ``teacher``.
+    """
+    with np.load(pack) as z:
+        key = f"teacher_{teacher}"
+        if key not in z.files:
+            raise ValueError(f"{pack} holds no {teacher} embeddings (made without --teacher)")
+        emb, labels = z[key], z["labels"]
+    keep = labels >= 0
+    return fit_face_model(
+        emb[keep].astype(np.float32), labels[keep], source=f"{teacher} embeddings in {pack}"
+    )
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -252,7 +252,7 @@ def run_server_bench(
     ann_nprobes: tuple[int, ...] = (16, 32, 64),
     ann_kinds: tuple[str, ...] = ("pq",),
     ann_shortlists: tuple[int, ...] = (100, 300, 1000),
-    ann_fit: tuple[str | Path, str | Path] | None = None,
+    ann_fit: tuple[str | Path, ...] | None = None,
     ann_per_subject: int = 5,
     ann_queries: int = 300,
     startup_sizes: tuple[int, ...] = (),
@@ -283,8 +283,9 @@ def run_server_bench(
         ann_kinds: approximate stores measured (``pq``, ``ivf``).
         ann_shortlists: rows re-scored on float16, one row each (``pq``).
         ann_fit: embeddings (``.npy``) and their pack (``.npz`` with ``paths``) to fit
-            the realistic gallery to (``research.bench.ann.load_face_model``); its rows
-            come before the ``ann_spectra`` ones.
+            the realistic gallery to (``research.bench.ann.load_face_model``), or one
+            training pack holding SFace teacher embeddings and labels
+            (``load_face_model_from_pack``); its rows come before the ``ann_spectra`` ones.
         ann_per_subject: templates per synthetic subject.
         ann_queries: probes of each approximate row (recall and latency); the exact
             reference scans the gallery once for all of them.
@@ -420,9 +421,18 @@ def run_server_bench(
             say(f"1:N search against {search_size:,} embeddings")
             out["search"] = search_bench(search_size, dim=model.dim)
         if ann_sizes:
-            from faceobfuscator.research.bench.ann import ann_bench, load_face_model
+            from faceobfuscator.research.bench.ann import (
+                ann_bench,
+                load_face_model,
+                load_face_model_from_pack,
+            )
 
-            fitted = None if ann_fit is None else load_face_model(*ann_fit)
+            if ann_fit is None:
+                fitted = None
+            elif len(ann_fit) == 1:
+                fitted = load_face_model_from_pack(ann_fit[0])
+            else:
+                fitted = load_face_model(*ann_fit)
             galleries = ([(fitted, 0.0)] if fitted is not None else []) + [
                 (None, a) for a in ann_spectra
             ]
