@@ -93,3 +93,30 @@ def test_bad_inputs_raise_clear_errors():
         fast_transform(torch.zeros(2, 100, 100), config)
     with pytest.raises(InputError, match="channels"):
         fast_transform(torch.zeros(112, 112), config, channels=(64,))
+
+
+@pytest.mark.parametrize("upsampling", ["half_pixel", "align_corners"])
+def test_dead_channels_are_exactly_those_zero_for_random_faces(upsampling):
+    from faceobfuscator.protocol.frequency import dead_channels, fast_transform, to_greyscale
+
+    config = ProtocolConfig(upsampling=upsampling)
+    g = torch.Generator().manual_seed(3)
+    faces = torch.randint(0, 256, (3, 112, 112, 3), generator=g, dtype=torch.uint8)
+    every = tuple(range(64))
+    spread = fast_transform(to_greyscale(faces, config), config, channels=every).double()
+    spread = spread.std(dim=(-2, -1)).amax(dim=0)
+    zero = [k for k in every if spread[k] <= 1e-6 * spread.max()]
+    assert list(dead_channels(config)) == zero
+    if upsampling == "half_pixel":  # frequency 4 of a piecewise-linear, centre-symmetric block
+        assert zero == [k for k in every if 4 in (k // 8, k % 8)]
+
+
+def test_obfuscating_a_dead_channel_is_refused_before_any_nan():
+    from faceobfuscator.errors import ConfigError
+    from faceobfuscator.protocol.obfuscation import obfuscate
+
+    config = ProtocolConfig(channels=(1, 4, 12))
+    with pytest.raises(ConfigError, match=r"AC04, AC14 are zero for every face.*retain other"):
+        obfuscate(np.zeros((3, 112, 112), dtype=np.float32), config)
+    live = ProtocolConfig(channels=(1, 8))
+    assert obfuscate(np.ones((2, 112, 112), dtype=np.float32), live).shape == (2, 112, 112)

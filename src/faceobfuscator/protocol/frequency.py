@@ -130,6 +130,28 @@ def channel_operators(config: ProtocolConfig) -> np.ndarray:
     return _operators(config.image_size, config.scale, config.upsampling)
 
 
+def dead_channels(config: ProtocolConfig) -> tuple[int, ...]:
+    """Channels ``k = scale * i + j`` that are zero for every face: row or column ``i``
+    (``j``) whose operator ``L_i`` is zero up to rounding (at most 1e-9 of the largest
+    entry). With the bilinear upsampling by the block size the 8x8 DCT's frequency 4 sees
+    a piecewise-linear signal symmetric about each block's centre and is exactly zero, so
+    the 15 channels of row or column 4 are dead for ``half_pixel`` (the default).
+    Self-normalised they stay near zero, and obfuscating them makes identity recovery
+    return NaN (:func:`~faceobfuscator.protocol.obfuscation.obfuscate` refuses them).
+
+    Returns:
+        the dead channel indices, ascending.
+    """
+    return _dead_channels(config.image_size, config.scale, config.upsampling)
+
+
+@lru_cache(maxsize=16)
+def _dead_channels(size: int, scale: int, convention: str) -> tuple[int, ...]:
+    ops = np.abs(_operators(size, scale, convention))
+    dead_rows = {i for i in range(scale) if ops[i].max() <= 1e-9 * ops.max()}
+    return tuple(i * scale + j for i in range(scale) for j in range(scale) if {i, j} & dead_rows)
+
+
 def to_greyscale(image: np.ndarray | torch.Tensor, config: ProtocolConfig) -> torch.Tensor:
     """RGB ``uint8`` ``(..., H, W, 3)`` (or greyscale ``(..., H, W)``) to float32 luma in
     ``config.pixel_range``."""

@@ -16,8 +16,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from faceobfuscator.errors import InputError, PayloadError
+from faceobfuscator.errors import ConfigError, InputError, PayloadError
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.frequency import dead_channels
 
 __all__ = [
     "check_sent_feature",
@@ -209,7 +210,20 @@ def obfuscate(
     (production) every draw comes from a ChaCha20 keystream keyed from the operating
     system's secure source for this call alone, exactly uniform by rejection sampling; a
     generator (tests, research) makes the draw reproducible.
+
+    Raises:
+        ConfigError: ``config`` retains channels that are zero for every face
+            (:func:`~faceobfuscator.protocol.frequency.dead_channels`), whose obfuscation
+            the server could not recover.
     """
+    dead = sorted(set(config.channels) & set(dead_channels(config)))
+    if dead:
+        names = ", ".join(f"AC{k // config.scale}{k % config.scale}" for k in dead)
+        raise ConfigError(
+            f"channel(s) {names} are zero for every face after the {config.scale}x "
+            f"{config.upsampling} upsampling; obfuscating them leaves nothing the server can "
+            "recover (NaN): retain other channels"
+        )
     t: torch.Tensor
     t, was_np = _as_tensor(normalised)
     _check_features(t, "obfuscate")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from faceobfuscator.errors import ConfigError, InputError
 from faceobfuscator.protocol.config import ProtocolConfig
@@ -81,20 +80,14 @@ def removal_order(importance: np.ndarray | list[float | None]) -> list[int]:
     return [int(k) for k in order]
 
 
-def live_channels(protocol: ProtocolConfig, *, tolerance: float = 1e-8) -> list[int]:
-    """The channels of ``protocol``'s block DCT that are not zero up to rounding: those
-    whose standard deviation over four seeded random uint8 images (the zeros are a
-    property of the upsampling, not of the image) exceeds ``tolerance`` times the
-    largest channel's."""
-    from faceobfuscator.protocol.frequency import fast_transform, to_greyscale
+def live_channels(protocol: ProtocolConfig) -> list[int]:
+    """The channels of ``protocol``'s block DCT that are not zero for every face: all but
+    :func:`~faceobfuscator.protocol.frequency.dead_channels` (computed from the
+    transform's operators, not from data)."""
+    from faceobfuscator.protocol.frequency import dead_channels
 
-    g = torch.Generator().manual_seed(0)
-    s = protocol.image_size
-    faces = torch.randint(0, 256, (4, s, s, 3), generator=g, dtype=torch.uint8)
-    every = tuple(range(protocol.scale**2))
-    raw = fast_transform(to_greyscale(faces, protocol), protocol, channels=every)
-    spread = raw.double().std(dim=(-2, -1)).amax(dim=0)
-    return [k for k in every if spread[k] > tolerance * spread.max()]
+    dead = set(dead_channels(protocol))
+    return [k for k in range(protocol.scale**2) if k not in dead]
 
 
 def learned_importance(model_dir: str | Path, protocol: ProtocolConfig) -> np.ndarray:
