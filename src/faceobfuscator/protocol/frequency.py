@@ -25,6 +25,8 @@ __all__ = [
     "dct_matrix",
     "upsample_matrix",
     "channel_operators",
+    "channel_name",
+    "dead_channels",
     "to_greyscale",
     "reference_transform",
     "fast_transform",
@@ -128,6 +130,17 @@ def _apply(x: torch.Tensor, st: _Stencil, axis: int) -> torch.Tensor:
 def channel_operators(config: ProtocolConfig) -> np.ndarray:
     """``(scale, size, size)`` float64 operators ``L_i`` with channel ``(i, j) = L_i X L_j^T``."""
     return _operators(config.image_size, config.scale, config.upsampling)
+
+
+def channel_name(k: int, scale: int = 8) -> str:
+    """``DC`` for channel 0, else ``ACij`` (``i`` vertical, ``j`` horizontal frequency).
+
+    Raises:
+        InputError: ``k`` is not a channel of a ``scale`` x ``scale`` block DCT.
+    """
+    if not 0 <= k < scale * scale:
+        raise InputError(f"channel {k} is outside [0, {scale * scale - 1}]")
+    return "DC" if k == 0 else f"AC{k // scale}{k % scale}"
 
 
 def dead_channels(config: ProtocolConfig) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ import torch
 
 from faceobfuscator.errors import ConfigError, InputError, PayloadError
 from faceobfuscator.protocol.config import ProtocolConfig
-from faceobfuscator.protocol.frequency import dead_channels
+from faceobfuscator.protocol.frequency import channel_name, dead_channels
 
 __all__ = [
     "check_sent_feature",
@@ -218,7 +218,7 @@ def obfuscate(
     """
     dead = sorted(set(config.channels) & set(dead_channels(config)))
     if dead:
-        names = ", ".join(f"AC{k // config.scale}{k % config.scale}" for k in dead)
+        names = ", ".join(channel_name(k, config.scale) for k in dead)
         raise ConfigError(
             f"channel(s) {names} are zero for every face after the {config.scale}x "
             f"{config.upsampling} upsampling; obfuscating them leaves nothing the server can "

@@ -28,6 +28,7 @@ import numpy as np
 
 from faceobfuscator.errors import ConfigError, InputError
 from faceobfuscator.protocol.config import ProtocolConfig
+from faceobfuscator.protocol.frequency import channel_name
 from faceobfuscator.recognition.modeldir import WEIGHTS_NAME, read_model_config
 from faceobfuscator.recognition.variants import (
     WEIGHTS_KEY,
@@ -53,13 +54,6 @@ VARIANTS = {
     "c": ("raw, most important of (a) and (b) removed", "dct-raw"),
     "d": ("standardised channels", "dct-normalised"),
 }
-
-
-def channel_name(k: int, scale: int = 8) -> str:
-    """``DC`` for channel 0, else ``ACij`` (``i`` vertical, ``j`` horizontal frequency)."""
-    if not 0 <= k < scale * scale:
-        raise InputError(f"channel {k} is outside [0, {scale * scale - 1}]")
-    return "DC" if k == 0 else f"AC{k // scale}{k % scale}"
 
 
 def removal_order(importance: np.ndarray | list[float | None]) -> list[int]:
