@@ -132,16 +132,25 @@ def test_a_failed_batch_raises_in_each_of_its_callers_and_the_next_one_runs():
 
 
 def test_lanes_run_that_many_batches_at_once_and_every_caller_gets_its_rows():
+    guard = threading.Lock()
+    running = {"now": 0, "most": 0}  # fn calls in progress, and the most seen at once
+
     def fn(x: np.ndarray) -> np.ndarray:
+        with guard:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
         time.sleep(0.03)  # a network call that releases the GIL
+        with guard:
+            running["now"] -= 1
         return x + 1
 
     for lanes in (1, 2, 3):
+        running["most"] = 0
         batcher = MicroBatcher(fn, window_s=0.001, max_rows=2, lanes=lanes)
         results = _call_concurrently(batcher, 12, width=2)
         for i in range(12):
             np.testing.assert_array_equal(results[i], np.full((1, 2), i + 1))
-        assert batcher.most_running == lanes, (lanes, batcher.most_running)
+        assert running["most"] == lanes, (lanes, running["most"])
         assert batcher._running == 0 and batcher._queue == []  # every lane handed back
     with pytest.raises(ValueError, match="lanes >= 1"):
         MicroBatcher(fn, lanes=0)

@@ -210,8 +210,6 @@ class MicroBatcher:
         self._queue: list[_Pending] = []
         self._running = 0  # lanes in use
         self.calls = 0  # fn calls made (for tests and /v1/health)
-        self.most_running = 0  # the most fn calls seen at once (for tests)
-        self._in_fn = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Results of ``fn`` for the rows of ``x``, as if ``fn(x)`` had been called."""
@@ -247,9 +245,6 @@ class MicroBatcher:
                 rows += len(batch[-1].x)
         if not batch:  # the other lanes took everything, our own rows included
             return False
-        with self._lock:
-            self._in_fn += 1
-            self.most_running = max(self.most_running, self._in_fn)
         try:
             out = self.fn(np.concatenate([p.x for p in batch]))
             start = 0
@@ -260,7 +255,6 @@ class MicroBatcher:
             for p in batch:
                 p.error = exc
         with self._lock:
-            self._in_fn -= 1
             self.calls += 1
         for p in batch:
             p.done = True
