@@ -277,3 +277,15 @@ def test_shipped_linkage_configs_load(path: Path) -> None:
     cfg = LinkageConfig.load(path)
     again = LinkageConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and cfg.scheme_names()
+
+
+def test_model_digest_follows_the_weights(tmp_path: Path) -> None:
+    from faceobfuscator.research.privacy.linkage_run import model_digest
+
+    assert model_digest(tmp_path) is None  # no model: nothing to resume against
+    (tmp_path / "model.safetensors").write_bytes(b"weights one")
+    first = model_digest(tmp_path)
+    (tmp_path / "scheme.safetensors").write_bytes(b"client parts")
+    with_parts = model_digest(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"weights two")
+    assert len({first, with_parts, model_digest(tmp_path)}) == 3

@@ -14,6 +14,7 @@ leaked they leak the plain rows (the unsealed rows are then the honest ceiling).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from faceobfuscator.research.training.config import AugmentConfig
 __all__ = [
     "Recognition",
     "deployment_scores",
+    "model_digest",
     "prepare_recognition",
     "random_unlinkability",
     "run_linkage",
@@ -174,6 +176,20 @@ def _server_model(cfg: LinkageConfig, scheme: Scheme, log: Log) -> RecognitionMo
         log(f"{scheme.name}: {d} is for another scheme or protocol; not used")
         return None
     return model
+
+
+def model_digest(directory: Path) -> str | None:
+    """SHA-256 (hex) over the weight files of the model folder ``directory``
+    (``model.safetensors``, then ``scheme.safetensors`` where present); ``None`` without a
+    model. Rows of an earlier run are resumed only for the same digest."""
+    files = [directory / n for n in ("model.safetensors", "scheme.safetensors")]
+    if not files[0].is_file():
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _recipe_augment(model: RecognitionModel | None) -> AugmentConfig:
@@ -333,6 +349,20 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
     for scheme_name in cfg.scheme_names():
         scheme = get_scheme(scheme_name, protocol)
         model = _server_model(cfg, scheme, log)
+        digest = model_digest(cfg.model_dir(scheme_name)) if model is not None else None
+        if any(
+            x["scheme"] == scheme_name and x.get("model_sha256") != digest
+            for x in previous.get("rows", [])
+        ):
+            log(f"{scheme_name}: the server model changed since the last run; measured again")
+            done = {k: v for k, v in done.items() if k[0] != scheme_name}
+            stale = {
+                t
+                for t in previous.get("server_unlinkability", {})
+                if t.split("/")[0] == scheme_name
+            }
+        else:
+            stale = set()
         if model is not None and scheme.parts() is not None:
             scheme = load_scheme(cfg.model_dir(scheme_name))  # the client as deployed
             scheme.parts().requires_grad_(False)  # type: ignore[union-attr]
@@ -358,7 +388,7 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
             leak = make_leak(scheme, scenario)
             leaks = _Leaks(leak, faces, cfg.seed + 11)
             tag = f"{scheme_name}/{scenario}"
-            if tag in previous.get("server_unlinkability", {}):
+            if tag in previous.get("server_unlinkability", {}) and tag not in stale:
                 results["server_unlinkability"][tag] = previous["server_unlinkability"][tag]
             elif model is not None and (scenario == "C" or stores_sent):
                 results["server_unlinkability"][tag] = _server_unlinkability(
@@ -396,6 +426,7 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
                             "variant": variant,
                             "recognizer": r,
                             "deployment": "plain",
+                            "model_sha256": digest,
                             "preprocessing": pre.key,
                             "notes": pre.notes,
                             **trained[key][1],
