@@ -335,3 +335,11 @@ def test_init_model_continues_from_a_model_directory(tmp_path, rng):
         train(other, tmp_path / "c", progress=False)
     with pytest.raises(ConfigError, match="init_model"):
         TrainConfig.from_dict({**base, "scheme": "arcface", "init": "model"})
+
+
+def test_dlib_teacher_fingerprint_covers_the_chip_map():
+    from faceobfuscator.research.privacy.identity import CHIP_FROM_HOG_112, CHIP_FROM_YUNET_112
+
+    yunet = teachers.DlibTeacher(matrix=CHIP_FROM_YUNET_112).fingerprint()
+    assert yunet == teachers.DlibTeacher(matrix=CHIP_FROM_YUNET_112).fingerprint()
+    assert yunet != teachers.DlibTeacher(matrix=CHIP_FROM_HOG_112).fingerprint()

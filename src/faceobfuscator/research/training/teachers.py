@@ -95,17 +95,24 @@ class SFaceTeacher:
 
 
 class DlibTeacher:
-    """dlib's ResNet descriptor of the face, on its own chip geometry."""
+    """dlib's ResNet descriptor of the face, on its own chip geometry.
+
+    Args:
+        matrix: the 2x3 affine map from our 112x112 crop to dlib's 150x150 chip (default:
+            :class:`~faceobfuscator.research.privacy.identity.DlibRecognizer`'s). The
+            fingerprint covers it, so cached embeddings of another map are not reused.
+    """
 
     name = "dlib"
     dim = 128
 
-    def __init__(self) -> None:
+    def __init__(self, *, matrix: np.ndarray | None = None) -> None:
         from faceobfuscator.protocol.config import ProtocolConfig
         from faceobfuscator.research.privacy.identity import DlibRecognizer
 
-        self._rec = DlibRecognizer(ProtocolConfig())
-        self._fp = hashlib.sha256(b"dlib_face_recognition_resnet_model_v1").hexdigest()
+        self._rec = DlibRecognizer(ProtocolConfig(), matrix=matrix)
+        chip = np.asarray(self._rec.matrix, np.float64).tobytes()
+        self._fp = hashlib.sha256(b"dlib_face_recognition_resnet_model_v1:" + chip).hexdigest()
 
     def fingerprint(self) -> str:
         return self._fp
