@@ -17,6 +17,7 @@ disjoint by name key.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,15 @@ class LinkageFaces:
     gallery_keys: list[str]
     gallery_datasets: list[str]
     split_digest: str
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the attacker, probe and gallery pixels and the victims' and
+        gallery's keys: two runs with the same digest compared the same faces."""
+        h = hashlib.sha256()
+        for a in (self.attacker, self.probe, self.gallery):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\n".join(self.victim_keys + self.gallery_keys).encode())
+        return h.hexdigest()
 
 
 def fairface_paths(aligned_dir: str | Path) -> list[Path]:

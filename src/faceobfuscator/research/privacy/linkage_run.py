@@ -281,8 +281,9 @@ def _fingerprint(cfg: LinkageConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.to_dict().items() if k not in _SCOPE}
 
 
-def _previous(cfg: LinkageConfig, log: Log) -> dict[str, Any]:
-    """Rows of an earlier run in ``cfg.out_dir`` made with the same settings (resume)."""
+def _previous(cfg: LinkageConfig, faces_digest: str, log: Log) -> dict[str, Any]:
+    """Rows of an earlier run in ``cfg.out_dir`` made with the same settings and the same
+    attacker, victim and gallery faces (``faces_digest``), to resume."""
     path = Path(cfg.out_dir) / "linkage.json"
     if not path.is_file():
         return {}
@@ -291,6 +292,9 @@ def _previous(cfg: LinkageConfig, log: Log) -> dict[str, Any]:
         json.dumps(_fingerprint(cfg))
     ):
         log(f"{path}: made with other settings; not resumed")
+        return {}
+    if old.get("faces_digest") != faces_digest:
+        log(f"{path}: made with other attacker, victim or gallery faces; not resumed")
         return {}
     log(f"{path}: resuming {len(old.get('rows', []))} rows")
     return old
@@ -317,6 +321,7 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "protocol_hash": protocol.hash,
         "split_digest": faces.split_digest,
+        "faces_digest": faces.digest(),
         "attacker_sources": faces.attacker_sources,
         "victims": {d: faces.victim_datasets.count(d) for d in sorted(set(faces.victim_datasets))},
         "gallery_identities": len(set(faces.gallery_keys)),
@@ -331,7 +336,7 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
         results["seconds"] = round(time.perf_counter() - started, 1)
         write_linkage_reports(results, out)
 
-    previous = _previous(cfg, log)
+    previous = _previous(cfg, results["faces_digest"], log)
     done = {
         (x["scheme"], x["scenario"], x["variant"], x["recognizer"]): x
         for x in previous.get("rows", [])
