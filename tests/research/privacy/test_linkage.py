@@ -289,3 +289,31 @@ def test_model_digest_follows_the_weights(tmp_path: Path) -> None:
     with_parts = model_digest(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"weights two")
     assert len({first, with_parts, model_digest(tmp_path)}) == 3
+
+
+def test_faces_digest_changes_with_any_pixel_or_key() -> None:
+    from faceobfuscator.research.privacy.linkage_data import LinkageFaces
+
+    rng = np.random.default_rng(3)
+
+    def faces(probe: np.ndarray, keys: list[str]) -> LinkageFaces:
+        return LinkageFaces(
+            attacker=np.zeros((2, 4, 4, 3), np.uint8),
+            attacker_keys=frozenset(),
+            attacker_sources={"fairface": 2},
+            probe=probe,
+            victim_keys=keys,
+            victim_datasets=["lfw"],
+            gallery=np.ones((2, 4, 4, 3), np.uint8),
+            gallery_keys=["a", "b"],
+            gallery_datasets=["lfw", "lfw"],
+            split_digest="s",
+        )
+
+    probe = rng.integers(0, 256, (1, 4, 4, 3), dtype=np.uint8)
+    first = faces(probe, ["a"]).digest()
+    assert faces(probe.copy(), ["a"]).digest() == first
+    changed = probe.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert faces(changed, ["a"]).digest() != first
+    assert faces(probe, ["c"]).digest() != first
