@@ -14,6 +14,7 @@ tenth (below the chin, beyond the crop) is black for every face alike.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -170,6 +171,11 @@ class DlibRecognizer:
             )
         self.protocol = protocol
         self.matrix = CHIP_FROM_ARCFACE_112 if matrix is None else np.asarray(matrix, float)
+
+    def chip_digest(self) -> str:
+        """SHA-256 (hex) of the chip map as float64: the descriptors depend on it, so caches
+        of them are named by it."""
+        return hashlib.sha256(np.asarray(self.matrix, np.float64).tobytes()).hexdigest()
 
     def chips(self, faces: np.ndarray) -> np.ndarray:
         """uint8 crops ``(N, 112, 112, 3)`` -> dlib chips ``(N, 150, 150, 3)``."""

@@ -20,7 +20,6 @@ Recognizers (:data:`RECOGNIZER_THRESHOLDS`):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +117,7 @@ def recognizer_embeddings(
     store = None
     rec = DlibRecognizer(ProtocolConfig(), matrix=chip_matrix)
     if cache_dir is not None:  # the chip map decides the descriptor: it names the cache
-        chip = hashlib.sha256(np.asarray(rec.matrix, np.float64).tobytes()).hexdigest()[:12]
+        chip = rec.chip_digest()[:12]
         store = EmbeddingStore(Path(cache_dir) / f"dlib-raw-{chip}", 128)
         found, rows = store.get(keys)
         out[found] = rows

@@ -111,8 +111,10 @@ class DlibTeacher:
         from faceobfuscator.research.privacy.identity import DlibRecognizer
 
         self._rec = DlibRecognizer(ProtocolConfig(), matrix=matrix)
-        chip = np.asarray(self._rec.matrix, np.float64).tobytes()
-        self._fp = hashlib.sha256(b"dlib_face_recognition_resnet_model_v1:" + chip).hexdigest()
+        chip = self._rec.chip_digest()
+        self._fp = hashlib.sha256(
+            f"dlib_face_recognition_resnet_model_v1:{chip}".encode()
+        ).hexdigest()
 
     def fingerprint(self) -> str:
         return self._fp
