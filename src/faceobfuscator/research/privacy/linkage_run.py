@@ -355,19 +355,13 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
         scheme = get_scheme(scheme_name, protocol)
         model = _server_model(cfg, scheme, log)
         digest = model_digest(cfg.model_dir(scheme_name)) if model is not None else None
-        if any(
+        changed = any(  # rows of another model are measured again, not resumed
             x["scheme"] == scheme_name and x.get("model_sha256") != digest
             for x in previous.get("rows", [])
-        ):
+        )
+        if changed:
             log(f"{scheme_name}: the server model changed since the last run; measured again")
-            done = {k: v for k, v in done.items() if k[0] != scheme_name}
-            stale = {
-                t
-                for t in previous.get("server_unlinkability", {})
-                if t.split("/")[0] == scheme_name
-            }
-        else:
-            stale = set()
+        kept = {} if changed else previous.get("server_unlinkability", {})
         if model is not None and scheme.parts() is not None:
             scheme = load_scheme(cfg.model_dir(scheme_name))  # the client as deployed
             scheme.parts().requires_grad_(False)  # type: ignore[union-attr]
@@ -393,8 +387,8 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
             leak = make_leak(scheme, scenario)
             leaks = _Leaks(leak, faces, cfg.seed + 11)
             tag = f"{scheme_name}/{scenario}"
-            if tag in previous.get("server_unlinkability", {}) and tag not in stale:
-                results["server_unlinkability"][tag] = previous["server_unlinkability"][tag]
+            if tag in kept:
+                results["server_unlinkability"][tag] = kept[tag]
             elif model is not None and (scenario == "C" or stores_sent):
                 results["server_unlinkability"][tag] = _server_unlinkability(
                     model, leaks, faces.victim_keys
@@ -404,7 +398,7 @@ def run_linkage(cfg: LinkageConfig, *, log: Log = print) -> dict[str, Any]:
                 augment = _recipe_augment(model) if variant == "server-recipe" else None
                 for r, rec in recs.items():
                     key = (scheme_name, scenario, pre.key, augment is not None, r)
-                    old_row = done.get((scheme_name, scenario, variant, r))
+                    old_row = None if changed else done.get((scheme_name, scenario, variant, r))
                     if key not in trained and old_row is not None:
                         keep = ("training", "search", "unlinkability")
                         trained[key] = (None, {k: old_row[k] for k in keep})
